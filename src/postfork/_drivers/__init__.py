@@ -1,0 +1,41 @@
+"""Driver adapters: one small class per DB-API driver behind the common ``Driver`` interface."""
+
+from __future__ import annotations
+
+import functools
+
+from ..errors import ConfigError
+from ._base import Driver, point_fd_at_devnull, translate_connect_error
+
+DRIVER_NAMES = ("mysqlclient", "pymysql")
+
+__all__ = [
+    "DRIVER_NAMES",
+    "Driver",
+    "load_driver",
+    "point_fd_at_devnull",
+    "translate_connect_error",
+]
+
+
+@functools.cache
+def load_driver(name: str) -> Driver:
+    """The adapter for ``name``, created once per process (adapters hold no connection state)."""
+    if name == "mysqlclient":
+        from .mysqlclient import MysqlclientDriver
+
+        return _instantiate(MysqlclientDriver, "mysqlclient")
+    if name == "pymysql":
+        from .pymysql import PyMySQLDriver
+
+        return _instantiate(PyMySQLDriver, "PyMySQL")
+    raise ConfigError(f"unknown driver {name!r}; choose one of: {', '.join(DRIVER_NAMES)}")
+
+
+def _instantiate(cls: type[Driver], distribution: str) -> Driver:
+    try:
+        return cls()
+    except ImportError as exc:
+        raise ConfigError(
+            f"driver {cls.name!r} is not installed: pip install {distribution}"
+        ) from exc

@@ -1,0 +1,100 @@
+"""Adapter for mysqlclient (``MySQLdb``), the default driver and the one in the original story."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Any
+
+from .._url import DatabaseURL
+from ._base import Driver, connect_timeout_seconds
+
+log = logging.getLogger("postfork.driver")
+
+_SERVER_STATUS_IN_TRANS = 0x0001
+_MARIADB_CONNECTION_SERVER_STATUS = 30  # enum mariadb_value in mariadb/mysql.h (Connector/C 3)
+
+
+class _ServerStatusReader:
+    """Reads the server status flags libmariadb keeps from the last OK packet: zero round trips.
+
+    mysqlclient exposes the native ``MYSQL*`` as a capsule; ``mariadb_get_infov`` reads the flags.
+    Against Oracle's libmysqlclient the symbol is missing and the pool rolls back conservatively.
+    """
+
+    def __init__(self, extension_path: str) -> None:
+        self._get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+        self._get_pointer.restype = ctypes.c_void_p
+        self._get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        try:
+            get_info = ctypes.CDLL(extension_path).mariadb_get_infov
+        except (OSError, AttributeError) as exc:
+            log.info("mysqlclient: no mariadb_get_infov (%s); rolling back on every return", exc)
+            self._get_info = None
+            return
+        get_info.restype = ctypes.c_char
+        get_info.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        self._get_info = get_info
+
+    def in_transaction(self, conn: Any) -> bool:
+        if self._get_info is None:
+            return True
+        pointer = self._get_pointer(
+            conn._get_native_connection(), b"_mysql.connection.native_connection"
+        )
+        status = ctypes.c_uint(0)
+        if (
+            self._get_info(pointer, _MARIADB_CONNECTION_SERVER_STATUS, ctypes.byref(status))
+            != b"\0"
+        ):
+            return True  # unknown: assume the worst, a rollback is always safe
+        return bool(status.value & _SERVER_STATUS_IN_TRANS)
+
+
+class MysqlclientDriver(Driver):
+    name = "mysqlclient"
+
+    def __init__(self) -> None:
+        import MySQLdb
+        from MySQLdb import _mysql
+
+        self.module = MySQLdb
+        self._status = _ServerStatusReader(_mysql.__file__)
+
+    def connect(self, url: DatabaseURL, *, connect_timeout: float, autocommit: bool) -> Any:
+        return self.module.connect(**_connect_kwargs(url, connect_timeout, autocommit))
+
+    def fileno(self, conn: Any) -> int:
+        return int(conn.fileno())
+
+    def in_transaction(self, conn: Any) -> bool:
+        return self._status.in_transaction(conn)
+
+    def preload(self) -> None:
+        # Importing MySQLdb already loads libmariadb; the converters, cursors and charset tables
+        # are imported by MySQLdb itself. Nothing else is initialised lazily at connect time.
+        import MySQLdb.connections
+        import MySQLdb.cursors  # noqa: F401
+
+
+def _connect_kwargs(url: DatabaseURL, connect_timeout: float, autocommit: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "user": url.user,
+        "passwd": url.password,
+        "connect_timeout": connect_timeout_seconds(connect_timeout),
+        "autocommit": autocommit,
+        "charset": url.options.get("charset", "utf8mb4"),
+    }
+    if url.unix_socket:
+        kwargs["unix_socket"] = url.unix_socket
+        kwargs["host"] = "localhost"
+    else:
+        kwargs["host"], kwargs["port"] = url.host, url.port
+    if url.database:
+        kwargs["db"] = url.database
+    for key in ("read_timeout", "write_timeout"):
+        if key in url.options:
+            kwargs[key] = connect_timeout_seconds(url.options[key])
+    if url.tls:
+        kwargs["ssl"] = url.tls
+    return kwargs
