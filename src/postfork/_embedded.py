@@ -7,6 +7,7 @@ anybody else's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -150,7 +151,9 @@ class EmbeddedMariaDB:
             if self.process is not None and self.process.poll() is not None:
                 raise DatabaseUnavailable(f"embedded mariadbd exited: {self._log_tail()}")
             try:
-                MySQLdb.connect(unix_socket=str(self.socket), user="root", connect_timeout=2).close()
+                MySQLdb.connect(
+                    unix_socket=str(self.socket), user="root", connect_timeout=2
+                ).close()
                 return
             except MySQLdb.OperationalError:
                 if time.monotonic() > deadline:
@@ -192,10 +195,8 @@ class EmbeddedMariaDB:
     def _signal(self, signum: int, timeout: float = 30.0) -> None:
         if self.pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
         self._wait_exit(timeout)
         self.pid, self.process = None, None
 

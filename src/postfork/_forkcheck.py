@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import _config
 from ._drivers import load_driver
 from ._pool import Pool
 from ._url import parse_url
@@ -120,13 +121,16 @@ def run_naive(url: str, driver: str, method: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m postfork._forkcheck")
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--url", help="database URL (default: $DATABASE_URL, kept out of argv)")
     parser.add_argument("--driver", choices=("mysqlclient", "pymysql"), default="mysqlclient")
     parser.add_argument("--fork", choices=FORK_METHODS, default="os")
     parser.add_argument("--ways", default=",".join(EXIT_WAYS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--naive", action="store_true", help="run the unprotected baseline")
     args = parser.parse_args(argv)
+    args.url = args.url or _config.database_url_from_env()
+    if not args.url:
+        parser.error("no database URL: pass --url or set DATABASE_URL")
     if args.naive:
         report = run_naive(args.url, args.driver, args.fork)
     else:

@@ -97,6 +97,8 @@ class Lease:
 class Pool:
     """A per-process pool of MySQL connections that survives ``fork()`` without sharing a socket.
 
+    ``driver`` is "mysqlclient" (default, or the URL's ``mysql+pymysql://`` choice) or "pymysql".
+
     ``clock`` (seconds, monotonic) and ``rng`` drive lifetimes and jitter and exist so tests can
     replace them; checkout timeouts always use real time.
     """
@@ -105,7 +107,7 @@ class Pool:
         self,
         url: str | DatabaseURL,
         *,
-        driver: str | None = None,
+        driver: str | Driver | None = None,
         min_idle: int = 1,
         max_size: int = 4,
         checkout_timeout: float = DEFAULT_CHECKOUT_TIMEOUT,
@@ -132,7 +134,11 @@ class Pool:
         )
         self.init_sql = _check_init_sql(init_sql)
         self.autocommit = bool(autocommit)
-        self._driver: Driver = load_driver(driver or self.url.driver or "mysqlclient")
+        self._driver: Driver = (
+            driver
+            if isinstance(driver, Driver)
+            else load_driver(driver or self.url.driver or "mysqlclient")
+        )
         self._clock = clock
         self._rng = rng or random.Random()
         self._cond = threading.Condition(threading.Lock())

@@ -1,0 +1,41 @@
+"""``postfork doctor``: what a pool would see on this database, checked for real."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from ._demo import Say, _forkcheck
+from ._pool import SERVER_TIMEOUT_SHARE, Pool
+from ._url import DatabaseURL
+
+
+def run(url: DatabaseURL, origin: str, driver: str, say: Say) -> bool:
+    say(f"database   {url.redacted()}  [{origin}]")
+    with Pool(url, driver=driver, min_idle=0, max_size=1) as pool:
+        costs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            _connect_once(pool)
+            costs.append((time.perf_counter() - started) * 1e3)
+        with pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT VERSION(), @@SESSION.wait_timeout, @@GLOBAL.max_connections")
+            version, wait_timeout, max_connections = cursor.fetchone()
+    say(f"driver     {driver}")
+    say(f"server     {version}; wait_timeout={wait_timeout}s; max_connections={max_connections}")
+    say(f"connect    first {costs[0]:.2f} ms, then median {statistics.median(costs[1:]):.2f} ms")
+    lifetime = min(pool.max_lifetime, float(wait_timeout) * SERVER_TIMEOUT_SHARE)
+    say(f"lifetime   connections retire after at most {lifetime:.0f}s (minus up to 10% jitter)")
+    report = _forkcheck(url, "--driver", driver, "--fork", "os", "--rounds", "1")
+    c_report = _forkcheck(url, "--driver", driver, "--fork", "libc", "--rounds", "1")
+    ok = bool(report["sessions_unchanged"] and c_report["sessions_unchanged"])
+    say(f"fork       {'parent sessions survive every child' if ok else 'FAILED: ' + repr(report)}")
+    return ok
+
+
+def _connect_once(pool: Pool) -> None:
+    """Open a fresh session (discarding the previous one) so each sample is a real connect."""
+    lease = pool.connection()
+    with lease:
+        lease.invalidate()

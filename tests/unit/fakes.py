@@ -1,0 +1,110 @@
+"""A fake DB-API driver for the unit tier: real socket pairs (so poll() and dup2 are real),
+scripted failures, and a record of everything the pool asked for."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+from postfork._drivers._base import Driver
+from postfork._url import DatabaseURL
+
+
+class FakeError(Exception):
+    pass
+
+
+class FakeInterfaceError(FakeError):
+    pass
+
+
+class FakeOperationalError(FakeError):
+    pass
+
+
+class FakeModule:
+    Error = FakeError
+    InterfaceError = FakeInterfaceError
+    OperationalError = FakeOperationalError
+
+
+class FakeConnection:
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+        self.client, self.server = socket.socketpair()
+        self.in_transaction = False
+        self.rollbacks = 0
+        self.closed = False
+        self.fail_rollback = False
+        self.closed_on_devnull: bool | None = None
+
+    def server_kills(self) -> None:
+        """The server ends the session: the client's socket becomes readable (EOF)."""
+        self.server.close()
+
+    def thread_id(self) -> int:
+        return self.ident
+
+
+class FakeDriver(Driver):
+    name = "fake"
+    module = FakeModule
+
+    def __init__(self, wait_timeout: float = 28800.0) -> None:
+        self.wait_timeout = wait_timeout
+        self.opened: list[FakeConnection] = []
+        self.fail_next_connects: list[BaseException] = []
+        self.init_sql_seen: list[tuple[str, ...]] = []
+        self._lock = threading.Lock()
+
+    def connect(self, url: DatabaseURL, *, connect_timeout: float, autocommit: bool) -> Any:
+        if self.fail_next_connects:
+            raise self.fail_next_connects.pop(0)
+        with self._lock:  # the pool connects from several threads at once
+            conn = FakeConnection(len(self.opened) + 1)
+            self.opened.append(conn)
+        return conn
+
+    def fileno(self, conn: Any) -> int:
+        return int(conn.client.fileno())
+
+    def in_transaction(self, conn: Any) -> bool:
+        return bool(conn.in_transaction)
+
+    def preload(self) -> None:
+        pass
+
+    def rollback(self, conn: Any) -> None:
+        if conn.fail_rollback:
+            raise FakeOperationalError(2013, "Lost connection to server during query")
+        conn.rollbacks += 1
+        conn.in_transaction = False
+
+    def close(self, conn: Any) -> None:
+        # What a real driver sends on close (COM_QUIT) goes to this fd: record where it points.
+        conn.closed_on_devnull = os.path.samestat(
+            os.fstat(conn.client.fileno()), os.stat(os.devnull)
+        )
+        conn.closed = True
+        conn.client.close()
+        if conn.server.fileno() != -1:
+            conn.server.close()
+
+    def session_wait_timeout(self, conn: Any) -> float:
+        return self.wait_timeout
+
+    def run_init_sql(self, conn: Any, statements: tuple[str, ...]) -> None:
+        self.init_sql_seen.append(statements)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

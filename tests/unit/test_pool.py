@@ -1,0 +1,383 @@
+"""Pool behaviour without a server: fake driver (real socket pairs), injected clock and rng."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+
+import pytest
+
+from postfork import DatabaseUnavailable, Pool, PoolClosed, PoolTimeout
+from postfork._pool import SERVER_TIMEOUT_SHARE
+from postfork.errors import ConfigError
+
+from .fakes import FakeClock, FakeDriver, FakeOperationalError
+
+URL = "mysql://app:topsecret-pw@db.example:3306/shop"
+
+
+def make_pool(driver: FakeDriver | None = None, **kwargs: object) -> Pool:
+    kwargs.setdefault("min_idle", 0)
+    return Pool(URL, driver=driver or FakeDriver(), **kwargs)  # type: ignore[arg-type]
+
+
+def lease_ident(pool: Pool) -> int:
+    with pool.connection() as conn:
+        return int(conn.ident)
+
+
+# -- ordering, limits, timeouts --------------------------------------------------------------
+
+
+def test_idle_connections_are_reused_last_in_first_out() -> None:
+    pool = make_pool(max_size=3)
+    a, b, c = pool.connection(), pool.connection(), pool.connection()
+    conns = [lease.__enter__() for lease in (a, b, c)]
+    for lease in (a, b, c):  # returned in order 1, 2, 3
+        lease.__exit__(None, None, None)
+    assert [lease_ident(pool) for _ in range(3)] == [3, 3, 3]
+    assert [conn.ident for conn in conns] == [1, 2, 3]
+
+
+def test_no_more_than_max_size_connections_and_timeout_names_the_limit() -> None:
+    pool = make_pool(max_size=2, checkout_timeout=0.05)
+    with pool.connection(), pool.connection():
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout) as info, pool.connection():
+            pass
+        assert time.monotonic() - started < 2.0  # bounded by checkout_timeout, never a hang
+    message = str(info.value)
+    assert "max_size=2" in message and "checkout_timeout=0.05s" in message and "waited" in message
+    assert info.value.pool is pool
+    stats = pool.stats()
+    assert (stats["timeouts"], stats["waits"], stats["connects"]) == (1, 1, 2)
+
+
+def test_a_waiting_checkout_gets_the_connection_returned_by_another_thread() -> None:
+    pool = make_pool(max_size=1, checkout_timeout=5)
+    lease = pool.connection()
+    lease.__enter__()
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(lease_ident(pool)))
+    waiter.start()
+    time.sleep(0.05)
+    lease.__exit__(None, None, None)
+    waiter.join(5)
+    assert got == [1]
+    stats = pool.stats()
+    assert stats["waits"] == 1 and stats["wait_seconds"] > 0 and stats["connects"] == 1
+
+
+def test_concurrent_threads_never_exceed_max_size_or_share_a_connection() -> None:
+    driver = FakeDriver()
+    pool = make_pool(driver, max_size=3, checkout_timeout=10)
+    in_use: set[int] = set()
+    peak = [0]
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def worker() -> None:
+        try:
+            for _ in range(200):
+                with pool.connection() as conn:
+                    with guard:
+                        assert conn.ident not in in_use, "connection leased twice"
+                        in_use.add(conn.ident)
+                        peak[0] = max(peak[0], len(in_use))
+                    time.sleep(0)
+                    with guard:
+                        in_use.discard(conn.ident)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert peak[0] <= 3 and len(driver.opened) <= 3
+    assert pool.stats()["checkouts"] == 1600
+
+
+# -- warm, connect failures -------------------------------------------------------------------
+
+
+def test_warm_opens_connections_up_to_min_idle_and_no_further() -> None:
+    driver = FakeDriver()
+    pool = make_pool(driver, min_idle=2, max_size=4, init_sql=["SET time_zone = '+00:00'"])
+    assert pool.warm() == 2
+    assert pool.warm() == 0
+    assert pool.stats()["idle"] == 2 and len(driver.opened) == 2
+    assert driver.init_sql_seen == [("SET time_zone = '+00:00'",)] * 2
+    lease = pool.connection()
+    lease.__enter__()
+    assert not lease.paid_connect and lease.connect_seconds == 0.0
+    lease.__exit__(None, None, None)
+
+
+def test_a_checkout_that_opens_a_connection_says_so() -> None:
+    pool = make_pool()
+    lease = pool.connection()
+    with lease:
+        pass
+    assert lease.paid_connect and lease.connect_seconds > 0
+    assert lease.connection_id == 1
+
+
+def test_connect_failure_raises_database_unavailable_and_frees_the_capacity() -> None:
+    driver = FakeDriver()
+    driver.fail_next_connects = [
+        FakeOperationalError(2003, "Can't connect to server on 'db' (111)")
+    ]
+    pool = make_pool(driver, max_size=1)
+    with pytest.raises(DatabaseUnavailable) as info, pool.connection():
+        pass
+    assert info.value.code == 2003
+    assert "db.example:3306" in str(info.value) and "connection refused" in str(info.value)
+    assert "topsecret-pw" not in str(info.value)
+    assert lease_ident(pool) == 1  # the failed attempt did not keep a slot
+    assert pool.stats()["connect_errors"] == 1
+
+
+def test_warm_failure_releases_every_reserved_slot() -> None:
+    driver = FakeDriver()
+    driver.fail_next_connects = [FakeOperationalError(1045, "Access denied for user 'app'")]
+    pool = make_pool(driver, min_idle=3, max_size=3)
+    with pytest.raises(DatabaseUnavailable, match="access denied"):
+        pool.warm()
+    stats = pool.stats()
+    assert (stats["idle"], stats["in_use"], stats["connecting"]) == (0, 0, 0)
+    assert pool.warm() == 3
+
+
+# -- return: rollback, errors, invalidation ---------------------------------------------------
+
+
+def test_open_transaction_is_rolled_back_on_return_and_none_otherwise() -> None:
+    pool = make_pool()
+    with pool.connection() as conn:
+        conn.in_transaction = True
+    assert conn.rollbacks == 1
+    with pool.connection() as same:
+        assert same is conn
+    assert conn.rollbacks == 1  # no transaction open: no rollback, no round trip
+
+
+def test_connection_level_error_discards_the_connection() -> None:
+    pool = make_pool()
+    with pytest.raises(FakeOperationalError), pool.connection() as conn:
+        raise FakeOperationalError(2013, "Lost connection to server during query")
+    assert conn.closed
+    assert pool.stats()["discards"]["error"] == 1
+    assert lease_ident(pool) == 2
+
+
+def test_other_exceptions_roll_back_and_keep_the_connection() -> None:
+    pool = make_pool()
+    with pytest.raises(ValueError), pool.connection() as conn:
+        raise ValueError("application bug")
+    assert conn.rollbacks == 1 and not conn.closed
+    assert lease_ident(pool) == 1
+
+
+def test_interrupt_mid_lease_discards_the_connection() -> None:
+    pool = make_pool()
+    with pytest.raises(KeyboardInterrupt), pool.connection() as conn:
+        raise KeyboardInterrupt
+    assert conn.closed and pool.stats()["discards"]["error"] == 1
+
+
+def test_failed_rollback_discards_the_connection() -> None:
+    pool = make_pool()
+    with pool.connection() as conn:
+        conn.in_transaction, conn.fail_rollback = True, True
+    assert conn.closed and pool.stats()["discards"]["error"] == 1
+
+
+def test_invalidated_lease_is_discarded() -> None:
+    pool = make_pool()
+    lease = pool.connection()
+    with lease as conn:
+        lease.invalidate()
+    assert conn.closed and pool.stats()["discards"]["error"] == 1
+
+
+# -- liveness and lifetime --------------------------------------------------------------------
+
+
+def test_idle_connection_closed_by_the_server_is_skipped_as_stale() -> None:
+    pool = make_pool(max_size=2)
+    first, second = pool.connection(), pool.connection()
+    conn1, conn2 = first.__enter__(), second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    conn2.server_kills()  # conn2 is on top of the LIFO stack
+    assert lease_ident(pool) == 1
+    assert conn2.closed and pool.stats()["discards"]["stale"] == 1
+    conn1.server_kills()
+    assert lease_ident(pool) == 3  # every idle one was dead: a new connection
+    assert pool.stats()["discards"]["stale"] == 2
+
+
+def test_lifetime_is_below_the_server_wait_timeout_with_per_connection_jitter() -> None:
+    clock = FakeClock()
+    driver = FakeDriver(wait_timeout=100.0)
+    pool = make_pool(driver, max_size=50, min_idle=50, clock=clock, rng=random.Random(7))
+    pool.warm()
+    lifetimes = sorted(slot.expires - slot.created for slot in pool._idle)
+    cap = 100.0 * SERVER_TIMEOUT_SHARE
+    assert all(0.9 * cap <= life <= cap for life in lifetimes)
+    assert len(set(lifetimes)) == 50  # no two connections expire together
+    assert lifetimes[-1] - lifetimes[0] > 0.05 * cap
+
+
+def test_max_lifetime_caps_the_lifetime_below_a_generous_server() -> None:
+    clock = FakeClock()
+    pool = make_pool(max_lifetime=60, lifetime_jitter=0, clock=clock)
+    with pool.connection():
+        pass
+    (slot,) = pool._idle
+    assert slot.expires - slot.created == 60
+
+
+def test_expired_idle_connection_is_retired_at_checkout() -> None:
+    clock = FakeClock()
+    driver = FakeDriver(wait_timeout=10.0)
+    pool = make_pool(driver, clock=clock, lifetime_jitter=0)
+    assert lease_ident(pool) == 1
+    clock.advance(7.9)
+    assert lease_ident(pool) == 1
+    clock.advance(0.2)  # 8.1 s > 80% of wait_timeout
+    assert lease_ident(pool) == 2
+    assert driver.opened[0].closed and pool.stats()["discards"]["lifetime"] == 1
+
+
+def test_a_leased_connection_is_never_retired_during_its_lease() -> None:
+    clock = FakeClock()
+    driver = FakeDriver(wait_timeout=10.0)
+    pool = make_pool(driver, clock=clock, lifetime_jitter=0)
+    with pool.connection() as conn:
+        clock.advance(60)
+        pool.maintain()
+        assert not conn.closed
+    assert conn.closed and pool.stats()["discards"]["lifetime"] == 1
+
+
+def test_maintain_replaces_connections_near_their_end_off_the_request_path() -> None:
+    clock = FakeClock()
+    driver = FakeDriver(wait_timeout=100.0)
+    pool = make_pool(driver, min_idle=1, clock=clock, lifetime_jitter=0)
+    pool.warm()
+    clock.advance(75)  # lifetime 80 s; maintain refreshes in the last 10%
+    pool.maintain()
+    assert driver.opened[0].closed and len(driver.opened) == 2
+    lease = pool.connection()
+    with lease:
+        pass
+    assert not lease.paid_connect
+
+
+def test_leak_warning_names_the_held_time(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    pool = make_pool(clock=clock, leak_timeout=30)
+    with caplog.at_level(logging.WARNING, logger="postfork.pool"), pool.connection():
+        clock.advance(31)
+        pool.maintain()
+        pool.maintain()
+    warnings = [r for r in caplog.records if "leak_timeout=30s" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+# -- close, stats, repr, configuration --------------------------------------------------------
+
+
+def test_close_closes_idle_now_and_leased_on_return() -> None:
+    pool = make_pool(max_size=2)
+    with pool.connection():
+        pass
+    lease = pool.connection()
+    with lease:
+        pool.close()
+        assert pool.stats()["idle"] == 0
+    with pytest.raises(PoolClosed), pool.connection():
+        pass
+    assert pool.stats()["discards"]["closed"] == 1
+    assert pool.stats()["in_use"] == 0
+
+
+def test_stats_repr_and_errors_never_show_the_password() -> None:
+    pool = make_pool()
+    with pool.connection():
+        stats = pool.stats()
+    for key in ("pid", "idle", "in_use", "connects", "connect_seconds", "checkouts", "waits"):
+        assert key in stats
+    assert set(stats["discards"]) >= {"stale", "lifetime", "error", "fork"}
+    assert stats["in_use"] == 1 and stats["pid"] == os.getpid()
+    text = repr(pool) + json.dumps(pool.stats())
+    assert "topsecret-pw" not in text
+    assert "idle=1 in_use=0" in repr(pool)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_size": 0},
+        {"min_idle": 5, "max_size": 4},
+        {"checkout_timeout": 0},
+        {"connect_timeout": -1},
+        {"lifetime_jitter": 1.5},
+        {"init_sql": [""]},
+        {"max_lifetime": float("inf")},
+    ],
+)
+def test_invalid_settings_raise_config_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        make_pool(**kwargs)
+
+
+# -- fork -------------------------------------------------------------------------------------
+
+
+def test_child_abandons_inherited_connections_without_closing_the_parents_sockets() -> None:
+    driver = FakeDriver()
+    pool = make_pool(driver, min_idle=3, max_size=3)
+    pool.warm()  # inherited by the child: two idle connections and one leased
+    leased = pool.connection()
+    leased_conn = leased.__enter__()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report what it sees, never return into pytest
+        try:
+            with pool.connection() as conn:
+                fresh = conn.ident
+            leased.__exit__(None, None, None)  # a lease inherited across fork ends in the child
+            report = {
+                "stats": pool.stats(),
+                "fresh": fresh,
+                "closed_only_on_devnull": [c.closed_on_devnull for c in driver.opened[:3]],
+            }
+            os.write(write_end, json.dumps(report).encode())
+        except BaseException as exc:  # surface the child's failure in the parent's assertion
+            os.write(write_end, json.dumps({"child_error": repr(exc)}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    report = json.loads(os.read(read_end, 65536))
+    assert "child_error" not in report, report
+    assert report["stats"]["discards"]["fork"] == 3
+    assert report["stats"]["connects"] == 1 and report["fresh"] == 4
+    # every inherited connection was closed in the child only after its fd pointed at /dev/null
+    assert report["closed_only_on_devnull"] == [True, True, True]
+    # the parent's connections are untouched: same sockets, still connected, still pooled
+    assert not any(c.closed for c in driver.opened[:3])
+    for conn in driver.opened[:3]:
+        conn.server.sendall(b"x")
+        assert conn.client.recv(1) == b"x"
+    leased.__exit__(None, None, None)
+    assert leased_conn.rollbacks == 0 and pool.stats()["idle"] == 3
