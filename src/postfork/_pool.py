@@ -1,6 +1,6 @@
 """The fork-aware connection pool: slots, leases, a LIFO idle stack and honest limits.
 
-Pool state (the idle stack and the busy set) changes only under ``_cond``'s lock; connects,
+Pool state (the idle stack and the busy set) changes only under ``_lock``; connects,
 rollbacks and closes happen outside it. The only socket call made under the lock is the
 zero-timeout ``poll()`` of the liveness check, which cannot block.
 """
@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import os
 import random
-import select
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,7 +31,6 @@ DEFAULT_MAX_LIFETIME = 1800.0  # HikariCP's default maxLifetime: 30 minutes
 SERVER_TIMEOUT_SHARE = 0.8  # retire at 80% of the session's wait_timeout at the latest
 REFRESH_AHEAD = 0.1  # maintain() replaces idle connections in their last 10% of life
 DISCARD_REASONS = ("stale", "lifetime", "error", "fork", "closed")
-_POLL_DEAD = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 @dataclasses.dataclass
@@ -141,7 +139,8 @@ class Pool:
         )
         self._clock = clock
         self._rng = rng or random.Random()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock, self._cond = _new_lock_and_condition()
+        self._waiters = 0  # checkouts blocked in _cond.wait(): notify only when someone waits
         self._idle: list[Slot] = []  # LIFO: the most recently used connection is reused first
         self._busy: set[Slot] = set()  # IN_USE and CONNECTING: both count toward max_size
         self._closed = False
@@ -163,7 +162,7 @@ class Pool:
     def warm(self) -> int:
         """Open connections until ``min_idle`` are idle (within ``max_size``); returns how many."""
         self._ensure_process()
-        with self._cond:
+        with self._lock:
             self._raise_if_closed()
             wanted = min(self.min_idle - len(self._idle), self.max_size - self._size())
             reserved = [self._reserve_new_slot() for _ in range(max(wanted, 0))]
@@ -183,7 +182,7 @@ class Pool:
         """
         self._ensure_process()
         doomed: list[Slot] = []
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             now = self._clock()
@@ -199,12 +198,12 @@ class Pool:
     def close(self) -> None:
         """Close idle connections now; leased ones are closed when their lease ends."""
         self._ensure_process()
-        with self._cond:
+        with self._lock:
             self._closed = True
             doomed = list(self._idle)
             for slot in doomed:
                 self._mark_discarded(slot, "closed")
-            self._cond.notify_all()
+            self._wake_all()
         self._close_all(doomed)
 
     @property
@@ -214,7 +213,7 @@ class Pool:
     def stats(self) -> dict[str, Any]:
         """A snapshot of this process's pool: sizes, connect costs, waits, discards by reason."""
         self._ensure_process()
-        with self._cond:
+        with self._lock:
             counters = dataclasses.replace(self._counters, discards=dict(self._counters.discards))
             connecting = sum(1 for slot in self._busy if slot.state is SlotState.CONNECTING)
             sizes = {"idle": len(self._idle), "in_use": len(self._busy) - connecting}
@@ -255,7 +254,7 @@ class Pool:
 
     def _reserve(self, deadline: float, doomed: list[Slot]) -> tuple[Slot, float]:
         waiting_since: float | None = None
-        with self._cond:
+        with self._lock:
             while True:
                 self._raise_if_closed()
                 slot = self._pop_live_idle(doomed) or self._reserve_new_slot_if_room()
@@ -298,7 +297,11 @@ class Pool:
             self._counters.waits += 1
             waiting_since = now
             self._report_leaks(self._clock())
-        self._cond.wait(deadline - now)
+        self._waiters += 1
+        try:
+            self._cond.wait(deadline - now)
+        finally:
+            self._waiters -= 1
         return waiting_since
 
     def _timeout_message(self, waited: float) -> str:
@@ -316,14 +319,14 @@ class Pool:
             slot.conn = None
             return
         reason = "closed" if self._closed else self._return_reason(slot, exc, invalid)
-        with self._cond:
+        with self._lock:
             if reason is None and self._closed:
                 reason = "closed"
             if reason is None:
                 self._busy.discard(slot)
                 slot.move(Event.CHECKIN)
                 self._idle.append(slot)
-                self._cond.notify()
+                self._wake_one()
                 return
             self._mark_discarded(slot, reason)
         self._close_all([slot])
@@ -334,13 +337,15 @@ class Pool:
             return "error"  # interrupted mid-protocol (KeyboardInterrupt, timeout): state unknown
         if exc is not None and self._driver.is_disconnect(exc):
             return "error"
+        if not self._driver.is_open(slot.conn):
+            return "error"  # closed by the caller inside the lease
         if self._clock() >= slot.expires:
             return "lifetime"  # closing rolls back any open transaction on the server
         return self._reset(slot, force_rollback=exc is not None)
 
     def _reset(self, slot: Slot, *, force_rollback: bool) -> str | None:
         try:
-            if force_rollback or self._driver.in_transaction(slot.conn):
+            if force_rollback or slot.in_transaction():
                 self._driver.rollback(slot.conn)
         except Exception as exc:
             log.info(
@@ -355,7 +360,7 @@ class Pool:
         margin = (slot.expires - slot.created) * REFRESH_AHEAD if ahead else 0.0
         if now >= slot.expires - margin:
             return "lifetime"
-        if _socket_has_news(slot.fd):
+        if slot.server_spoke():
             return "stale"  # the server closed it or sent an error (KILL, shutdown, timeout)
         return None
 
@@ -367,7 +372,7 @@ class Pool:
             self._idle.remove(slot)
         slot.move(Event.DISCARD)
         self._counters.discards[reason] += 1
-        self._cond.notify()
+        self._wake_one()
         log.debug("discarded connection %d (%s)", slot.connection_id, reason)
 
     def _close_all(self, slots: list[Slot]) -> None:
@@ -414,8 +419,11 @@ class Pool:
             raise
         elapsed = time.perf_counter() - started
         now = self._clock()
-        fd, connection_id = self._driver.fileno(conn), self._driver.connection_id(conn)
-        slot.attach(conn, fd, connection_id, now, now + self._lifetime(wait_timeout))
+        driver = self._driver
+        slot.attach(
+            conn, driver.fileno(conn), driver.connection_id(conn), driver.transaction_probe(conn)
+        )
+        slot.created, slot.expires = now, now + self._lifetime(wait_timeout)
         self._admit(slot, elapsed, for_lease)
         return elapsed
 
@@ -440,7 +448,7 @@ class Pool:
         return conn, wait_timeout
 
     def _admit(self, slot: Slot, elapsed: float, for_lease: bool) -> None:
-        with self._cond:
+        with self._lock:
             self._counters.connects += 1
             self._counters.connect_seconds += elapsed
             slot.move(Event.CONNECTED_FOR_LEASE if for_lease else Event.CONNECTED_FOR_IDLE)
@@ -449,18 +457,18 @@ class Pool:
             if not self._closed:
                 self._busy.discard(slot)
                 self._idle.append(slot)
-                self._cond.notify()
+                self._wake_one()
                 return
             self._mark_discarded(slot, "closed")  # warmed while the pool was being closed
         self._close_all([slot])
 
     def _release_reserved(self, slots: list[Slot], *, failed: bool = False) -> None:
-        with self._cond:
+        with self._lock:
             for slot in slots:
                 self._busy.discard(slot)
                 slot.move(Event.CONNECT_FAILED)
             self._counters.connect_errors += len(slots) if failed else 0
-            self._cond.notify_all()
+            self._wake_all()
 
     def _lifetime(self, wait_timeout: float) -> float:
         """Below the server's idle limit and our own cap, minus per-connection random jitter."""
@@ -478,7 +486,8 @@ class Pool:
     def _after_fork_in_child(self) -> None:
         """Drop every inherited slot without sending a byte; start this process's own pool."""
         inherited = [*self._idle, *self._busy]
-        self._cond = threading.Condition(threading.Lock())
+        self._lock, self._cond = _new_lock_and_condition()
+        self._waiters = 0
         self._idle, self._busy = [], set()
         self._pid, self._generation = os.getpid(), self._generation + 1
         self._counters = _Counters()
@@ -498,12 +507,21 @@ class Pool:
             slot.conn = None
 
     def _before_fork(self) -> None:
-        self._cond.acquire()
+        self._lock.acquire()
 
     def _after_fork_in_parent(self) -> None:
-        self._cond.release()
+        self._lock.release()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _wake_one(self) -> None:
+        """Under the lock: let one blocked checkout re-check (free when nobody waits)."""
+        if self._waiters:
+            self._cond.notify()
+
+    def _wake_all(self) -> None:
+        if self._waiters:
+            self._cond.notify_all()
 
     def _size(self) -> int:
         return len(self._idle) + len(self._busy)
@@ -519,11 +537,9 @@ class Pool:
         self.close()
 
 
-def _socket_has_news(fd: int) -> bool:
-    """Zero-round-trip liveness: an idle session's socket is readable only if the server spoke."""
-    poller = select.poll()
-    poller.register(fd, _POLL_DEAD)
-    return bool(poller.poll(0))
+def _new_lock_and_condition() -> tuple[threading.Lock, threading.Condition]:
+    lock = threading.Lock()
+    return lock, threading.Condition(lock)
 
 
 def _check_sizes(min_idle: int, max_size: int) -> tuple[int, int]:

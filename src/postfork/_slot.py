@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 import os
+import select
+from collections.abc import Callable
 from typing import Any
 
 from ._drivers import point_fd_at_devnull
@@ -16,6 +18,10 @@ from .errors import StateError
 
 
 class SlotState(enum.Enum):
+    __hash__ = (
+        object.__hash__
+    )  # members are singletons; Enum's own hash runs Python code per lookup
+
     CONNECTING = "connecting"  # capacity reserved, connect in progress (outside the lock)
     IDLE = "idle"  # on the LIFO idle stack
     IN_USE = "in_use"  # leased, or being liveness-checked before a lease
@@ -24,6 +30,8 @@ class SlotState(enum.Enum):
 
 
 class Event(enum.Enum):
+    __hash__ = object.__hash__
+
     CONNECTED_FOR_LEASE = "connected_for_lease"
     CONNECTED_FOR_IDLE = "connected_for_idle"
     CONNECT_FAILED = "connect_failed"
@@ -33,6 +41,7 @@ class Event(enum.Enum):
     FORK = "fork"
 
 
+_POLL_DEAD = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
 _LIVE_STATES = frozenset({SlotState.IDLE, SlotState.IN_USE})
 S, E = SlotState, Event
 TRANSITIONS: dict[tuple[SlotState, Event], SlotState] = {
@@ -50,6 +59,10 @@ TRANSITIONS: dict[tuple[SlotState, Event], SlotState] = {
 del S, E
 
 
+def _unknown_transaction_state() -> bool:
+    return True  # not connected yet: a rollback is always the safe answer
+
+
 class Slot:
     """One server session owned by one process; knows its fd, its deadline and its generation."""
 
@@ -60,9 +73,11 @@ class Slot:
         "expires",
         "fd",
         "generation",
+        "in_transaction",
         "leak_reported",
         "leased_at",
         "owner_pid",
+        "poller",
         "state",
     )
 
@@ -77,6 +92,8 @@ class Slot:
         self.expires = float("inf")
         self.leased_at = 0.0
         self.leak_reported = False
+        self.poller: Any = None
+        self.in_transaction: Callable[[], bool] = _unknown_transaction_state
 
     def move(self, event: Event) -> None:
         try:
@@ -87,10 +104,17 @@ class Slot:
             ) from None
 
     def attach(
-        self, conn: Any, fd: int, connection_id: int, created: float, expires: float
+        self, conn: Any, fd: int, connection_id: int, in_transaction: Callable[[], bool]
     ) -> None:
         self.conn, self.fd, self.connection_id = conn, fd, connection_id
-        self.created, self.expires = created, expires
+        self.in_transaction = in_transaction
+        self.poller = select.poll()
+        self.poller.register(fd, _POLL_DEAD)
+
+    def server_spoke(self) -> bool:
+        """Zero-round-trip liveness: an idle session's socket is readable only if the server
+        closed it or sent an error (KILL, shutdown, timeout)."""
+        return bool(self.poller.poll(0))
 
     def __del__(self, _getpid: Any = os.getpid, _abandon: Any = point_fd_at_devnull) -> None:
         # Safety net for a child forked from C (uWSGI) that exits without ever touching the pool:

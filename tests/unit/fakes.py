@@ -37,6 +37,7 @@ class FakeConnection:
         self.in_transaction = False
         self.rollbacks = 0
         self.closed = False
+        self.open = True
         self.fail_rollback = False
         self.closed_on_devnull: bool | None = None
 
@@ -88,6 +89,7 @@ class FakeDriver(Driver):
             os.fstat(conn.client.fileno()), os.stat(os.devnull)
         )
         conn.closed = True
+        conn.open = False
         conn.client.close()
         if conn.server.fileno() != -1:
             conn.server.close()

@@ -7,9 +7,11 @@ open); abandoning after fork, disconnect detection and error translation live he
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 from .._url import DatabaseURL
@@ -70,6 +72,14 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def preload(self) -> None:
         """Import lazily imported modules and initialise the client library now (in a master)."""
+
+    def transaction_probe(self, conn: Any) -> Callable[[], bool]:
+        """A callable answering ``in_transaction(conn)``, built once per connection."""
+        return functools.partial(self.in_transaction, conn)
+
+    def is_open(self, conn: Any) -> bool:
+        """False once the caller closed the connection (both drivers keep an ``open`` flag)."""
+        return bool(conn.open)
 
     def connection_id(self, conn: Any) -> int:
         return int(conn.thread_id())

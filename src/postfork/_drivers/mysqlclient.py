@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from .._url import DatabaseURL
@@ -14,6 +15,7 @@ log = logging.getLogger("postfork.driver")
 
 _SERVER_STATUS_IN_TRANS = 0x0001
 _MARIADB_CONNECTION_SERVER_STATUS = 30  # enum mariadb_value in mariadb/mysql.h (Connector/C 3)
+_CAPSULE_NAME = b"_mysql.connection.native_connection"
 
 
 class _ServerStatusReader:
@@ -37,19 +39,24 @@ class _ServerStatusReader:
         get_info.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         self._get_info = get_info
 
-    def in_transaction(self, conn: Any) -> bool:
+    def probe(self, conn: Any) -> Callable[[], bool]:
+        """Bind the native handle once: a check is then one C call (about 1 us)."""
         if self._get_info is None:
-            return True
-        pointer = self._get_pointer(
-            conn._get_native_connection(), b"_mysql.connection.native_connection"
-        )
+            return _always_true
+        pointer = self._get_pointer(conn._get_native_connection(), _CAPSULE_NAME)
         status = ctypes.c_uint(0)
-        if (
-            self._get_info(pointer, _MARIADB_CONNECTION_SERVER_STATUS, ctypes.byref(status))
-            != b"\0"
-        ):
-            return True  # unknown: assume the worst, a rollback is always safe
-        return bool(status.value & _SERVER_STATUS_IN_TRANS)
+        status_ref, get_info = ctypes.byref(status), self._get_info
+
+        def in_transaction() -> bool:
+            if get_info(pointer, _MARIADB_CONNECTION_SERVER_STATUS, status_ref) != b"\0":
+                return True  # unknown: assume the worst, a rollback is always safe
+            return bool(status.value & _SERVER_STATUS_IN_TRANS)
+
+        return in_transaction
+
+
+def _always_true() -> bool:
+    return True
 
 
 class MysqlclientDriver(Driver):
@@ -69,7 +76,10 @@ class MysqlclientDriver(Driver):
         return int(conn.fileno())
 
     def in_transaction(self, conn: Any) -> bool:
-        return self._status.in_transaction(conn)
+        return self._status.probe(conn)()
+
+    def transaction_probe(self, conn: Any) -> Callable[[], bool]:
+        return self._status.probe(conn)
 
     def preload(self) -> None:
         """Pay the client library's one-time set-up (~13-18 ms measured here) now, not in a worker.

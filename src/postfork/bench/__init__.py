@@ -1,0 +1,1 @@
+"""Benchmark harness: delay proxy (network distance on loopback) and, later, the bench runner."""

@@ -1,0 +1,188 @@
+"""A TCP proxy that delays every chunk by a fixed one-way time: network distance on loopback.
+
+These machines have no ``tc netem``. Each direction of each connection has a reader thread that
+stamps chunks with their due time and a writer thread that sends them in order when due, so a
+round trip through the proxy costs two one-way delays. It also counts the chunks the client
+sent: in MySQL's request/response protocol that is the number of round trips the client made.
+
+Run it as a process (``python -m postfork.bench.delay_proxy``) so it never competes for the
+GIL with the code it measures. It prints ``LISTEN host:port`` when ready and a JSON line of
+counters when it gets SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_CHUNK = 65536
+_EOF = b""
+
+
+@dataclass
+class Counters:
+    connections: int = 0
+    client_chunks: int = 0
+    client_bytes: int = 0
+    server_chunks: int = 0
+    server_bytes: int = 0
+
+
+def parse_target(text: str) -> tuple[int, str | tuple[str, int]]:
+    """``unix:/path``, ``tcp:host:port`` or ``host:port`` as a socket family and address."""
+    if text.startswith("unix:"):
+        return socket.AF_UNIX, text[5:]
+    host, _, port = text.removeprefix("tcp:").rpartition(":")
+    return socket.AF_INET, (host or "127.0.0.1", int(port))
+
+
+class DelayProxy:
+    def __init__(self, target: str, delay: float, listen: tuple[str, int] = ("127.0.0.1", 0)):
+        self.family, self.address = parse_target(target)
+        self.delay = delay
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self.listener = socket.create_server(listen)
+        self.port = int(self.listener.getsockname()[1])
+
+    def serve_forever(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # listener closed: shutting down
+            threading.Thread(target=self._bridge, args=(client,), daemon=True).start()
+
+    def _bridge(self, client: socket.socket) -> None:
+        upstream = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self.address)
+        except OSError:
+            client.close()
+            return
+        for sock in (client, upstream):
+            if sock.family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self.counters.connections += 1
+        self._pipe(client, upstream, from_client=True)
+        self._pipe(upstream, client, from_client=False)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, *, from_client: bool) -> None:
+        chunks: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+        threading.Thread(target=self._read, args=(source, chunks, from_client), daemon=True).start()
+        threading.Thread(target=self._write, args=(sink, chunks), daemon=True).start()
+
+    def _read(
+        self,
+        source: socket.socket,
+        chunks: queue.SimpleQueue[tuple[float, bytes]],
+        from_client: bool,
+    ) -> None:
+        while True:
+            try:
+                data = source.recv(_CHUNK)
+            except OSError:
+                data = _EOF
+            chunks.put((time.monotonic() + self.delay, data))
+            if not data:
+                return
+            self._count(from_client, len(data))
+
+    def _count(self, from_client: bool, size: int) -> None:
+        with self._lock:
+            if from_client:
+                self.counters.client_chunks += 1
+                self.counters.client_bytes += size
+            else:
+                self.counters.server_chunks += 1
+                self.counters.server_bytes += size
+
+    @staticmethod
+    def _write(sink: socket.socket, chunks: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        while True:
+            due, data = chunks.get()
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            if not data:
+                break
+            try:
+                sink.sendall(data)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class ProxyProcess:
+    """A delay proxy in its own process: ``port`` while it runs, counters from ``stop()``."""
+
+    def __init__(self, target: str, delay_ms: float) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "postfork.bench.delay_proxy",
+            "--target",
+            target,
+            "--delay-ms",
+            str(delay_ms),
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        ready = self.process.stdout.readline().split()
+        if ready[:1] != ["LISTEN"]:
+            self.process.kill()
+            raise RuntimeError(f"delay proxy did not start (exit code {self.process.wait()})")
+        self.port = int(ready[1].rpartition(":")[2])
+
+    def stop(self) -> dict[str, Any]:
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=10)
+        counters: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return counters
+
+    def __enter__(self) -> ProxyProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m postfork.bench.delay_proxy")
+    parser.add_argument("--target", required=True, help="unix:/path/to.sock or tcp:host:port")
+    parser.add_argument("--delay-ms", type=float, default=1.0, help="one-way delay (default 1)")
+    parser.add_argument("--listen-port", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.delay_ms < 0:
+        parser.error("--delay-ms must be >= 0")
+    proxy = DelayProxy(args.target, args.delay_ms / 1e3, ("127.0.0.1", args.listen_port))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())  # only a flag: the main thread does the work
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    print(f"LISTEN 127.0.0.1:{proxy.port}", flush=True)
+    stop.wait()
+    proxy.close()
+    print(json.dumps(asdict(proxy.counters)), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
