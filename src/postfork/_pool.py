@@ -1,8 +1,8 @@
 """The fork-aware connection pool: slots, leases, a LIFO idle stack and honest limits.
 
 Pool state (the idle stack and the busy set) changes only under ``_lock``; connects,
-rollbacks and closes happen outside it. The only socket call made under the lock is the
-zero-timeout ``poll()`` of the liveness check, which cannot block.
+rollbacks, closes and logging happen outside it. The only socket call made under the lock is
+the zero-timeout ``poll()`` of the liveness check, which cannot block.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ class Pool:
         self._rng = rng or random.Random()
         self._lock, self._cond = _new_lock_and_condition()
         self._waiters = 0  # checkouts blocked in _cond.wait(): notify only when someone waits
+        self._leak_reports: list[tuple[int, float]] = []  # found under the lock, logged outside
         self._idle: list[Slot] = []  # LIFO: the most recently used connection is reused first
         self._busy: set[Slot] = set()  # IN_USE and CONNECTING: both count toward max_size
         self._closed = False
@@ -191,7 +192,8 @@ class Pool:
                 if reason is not None:
                     self._mark_discarded(slot, reason)
                     doomed.append(slot)
-            self._report_leaks(now)
+            self._find_leaks(now)
+        self._log_leaks()
         self._close_all(doomed)
         self.warm()
 
@@ -248,6 +250,8 @@ class Pool:
             slot, waited = self._reserve(deadline, doomed)
         finally:
             self._close_all(doomed)
+            if self._leak_reports:
+                self._log_leaks()
         if slot.state is SlotState.CONNECTING:
             return slot, waited, self._open(slot, deadline=deadline, for_lease=True)
         return slot, waited, 0.0
@@ -296,7 +300,7 @@ class Pool:
         if waiting_since is None:
             self._counters.waits += 1
             waiting_since = now
-            self._report_leaks(self._clock())
+            self._find_leaks(self._clock())
         self._waiters += 1
         try:
             self._cond.wait(deadline - now)
@@ -371,21 +375,24 @@ class Pool:
         elif slot in self._idle:
             self._idle.remove(slot)
         slot.move(Event.DISCARD)
+        slot.discard_reason = reason
         self._counters.discards[reason] += 1
         self._wake_one()
-        log.debug("discarded connection %d (%s)", slot.connection_id, reason)
 
     def _close_all(self, slots: list[Slot]) -> None:
+        """Outside the lock: close discarded connections cleanly (they belong to this process)."""
         for slot in slots:
             conn, slot.conn = slot.conn, None
             if conn is None:
                 continue
+            log.debug("closing connection %d (%s)", slot.connection_id, slot.discard_reason)
             try:
                 self._driver.close(conn)
             except Exception as exc:
                 log.debug("closing discarded connection %d raised %r", slot.connection_id, exc)
 
-    def _report_leaks(self, now: float) -> None:
+    def _find_leaks(self, now: float) -> None:
+        """Under the lock: note leases held past ``leak_timeout`` (logged after the lock)."""
         if self.leak_timeout is None:
             return
         for slot in self._busy:
@@ -396,13 +403,18 @@ class Pool:
                 and not slot.leak_reported
             ):
                 slot.leak_reported = True
-                log.warning(
-                    "connection %d has been leased for %.1fs (leak_timeout=%gs): is a lease "
-                    "never closed?",
-                    slot.connection_id,
-                    held,
-                    self.leak_timeout,
-                )
+                self._leak_reports.append((slot.connection_id, held))
+
+    def _log_leaks(self) -> None:
+        while self._leak_reports:
+            connection_id, held = self._leak_reports.pop()
+            log.warning(
+                "connection %d has been leased for %.1fs (leak_timeout=%gs): is a lease never "
+                "closed?",
+                connection_id,
+                held,
+                self.leak_timeout,
+            )
 
     # -- connecting -------------------------------------------------------------------------
 

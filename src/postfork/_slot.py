@@ -70,6 +70,7 @@ class Slot:
         "conn",
         "connection_id",
         "created",
+        "discard_reason",
         "expires",
         "fd",
         "generation",
@@ -92,6 +93,7 @@ class Slot:
         self.expires = float("inf")
         self.leased_at = 0.0
         self.leak_reported = False
+        self.discard_reason = ""
         self.poller: Any = None
         self.in_transaction: Callable[[], bool] = _unknown_transaction_state
 
