@@ -30,7 +30,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench-pool: $(STAMP)
-	$(BIN)/python benchmarks/pool_overhead.py --iterations 20000 --json benchmarks/results/pool_overhead.json $(if $(DATABASE_URL),--database-url "$(DATABASE_URL)",)
+	$(BIN)/python benchmarks/pool_overhead.py --iterations 20000 --json benchmarks/results/pool_overhead.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
