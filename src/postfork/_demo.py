@@ -5,35 +5,15 @@ Every figure is measured in this run. Output goes through ``say`` (the CLI passe
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ._drivers import DRIVER_NAMES, load_driver
+from ._forkcheck import run_in_subprocess as _forkcheck
 from ._pool import Pool
 from ._url import DatabaseURL
 
 Say = Callable[[str], None]
-
-
-def _forkcheck(url: DatabaseURL, *args: str) -> dict[str, Any]:
-    env = {**os.environ, "DATABASE_URL": url.render_secret()}  # keep the password out of argv
-    result = subprocess.run(
-        [sys.executable, "-m", "postfork._forkcheck", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"fork check failed: {result.stderr.strip()[-500:]}")
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
 
 
 def show_naive_fork(url: DatabaseURL, say: Say) -> None:

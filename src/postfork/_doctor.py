@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from ._demo import Say, _forkcheck
+from ._demo import Say
+from ._forkcheck import run_in_subprocess as _forkcheck
 from ._pool import SERVER_TIMEOUT_SHARE, Pool
 from ._url import DatabaseURL
 

@@ -12,6 +12,7 @@ import ctypes
 import gc
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from . import _config
 from ._drivers import load_driver
 from ._pool import Pool
-from ._url import parse_url
+from ._url import DatabaseURL, parse_url
 
 EXIT_WAYS = ("exit", "use-and-exit", "raise", "os-exit", "gc-collect", "pool-close")
 FORK_METHODS = ("os", "libc")
@@ -117,6 +118,23 @@ def run_naive(url: str, driver: str, method: str) -> dict[str, Any]:
     except adapter.module.Error as exc:
         error = f"{type(exc).__name__}: {exc}"
     return {"driver": driver, "fork": method, "parent_survived": error is None, "error": error}
+
+
+def run_in_subprocess(url: DatabaseURL, *args: str) -> dict[str, Any]:
+    """Run this module as its own process and return its report (the password stays out of argv)."""
+    env = {**os.environ, _config.DATABASE_URL_VAR: url.render_secret()}
+    result = subprocess.run(
+        [sys.executable, "-m", "postfork._forkcheck", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"fork check failed: {result.stderr.strip()[-500:]}")
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,33 +3,13 @@ both fork paths (os.fork with Python's at-fork hooks; libc fork without them, as
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from typing import Any
-
 import pytest
 
 from postfork import DatabaseURL
 from postfork._forkcheck import EXIT_WAYS
+from postfork._forkcheck import run_in_subprocess as forkcheck
 
 ROUNDS = 5
-
-
-def forkcheck(url: DatabaseURL, *args: str) -> dict[str, Any]:
-    env = {**os.environ, "DATABASE_URL": url.render_secret()}
-    result = subprocess.run(
-        [sys.executable, "-m", "postfork._forkcheck", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
 
 
 @pytest.mark.parametrize("fork", ["os", "libc"])
