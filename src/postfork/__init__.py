@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from ._install import Installation, after_fork, install
 from ._pool import Lease, Pool
 from ._url import DatabaseURL, parse_url
 from .errors import (
@@ -26,12 +27,15 @@ __all__ = [
     "DatabaseURL",
     "DatabaseUnavailable",
     "Error",
+    "Installation",
     "Lease",
     "Pool",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
     "__version__",
+    "after_fork",
+    "install",
     "parse_url",
 ]
 

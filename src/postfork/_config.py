@@ -5,8 +5,11 @@ Precedence everywhere: an explicit argument, then the environment, then a built-
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+
+from .errors import ConfigError
 
 DATABASE_URL_VAR = "DATABASE_URL"
 STATE_DIR_VAR = "POSTFORK_STATE_DIR"
@@ -25,3 +28,58 @@ def state_dir() -> Path:
         return Path(explicit)
     cache = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
     return Path(cache) / "postfork"
+
+
+CONNECT_MODES = ("warm", "postfork", "lazy")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceSettings:
+    """How the reference service runs, from ``POSTFORK_*`` variables (see the README)."""
+
+    database_url: str
+    connect: str = "warm"  # warm: full warm-up; postfork: connect after fork only; lazy: on demand
+    driver: str = "mysqlclient"
+    pool_size: int = 2
+    checkout_timeout: float = 2.0
+    connect_timeout: float = 2.0
+
+
+def service_settings() -> ServiceSettings:
+    url = database_url_from_env()
+    if not url:
+        raise ConfigError(
+            f"{DATABASE_URL_VAR} is not set: the service needs mysql://user:password@host:port/db "
+            "(postfork serve sets it for you)"
+        )
+    connect = _choice("POSTFORK_CONNECT", "warm", CONNECT_MODES)
+    driver = _choice("POSTFORK_DRIVER", "mysqlclient", ("mysqlclient", "pymysql"))
+    return ServiceSettings(
+        database_url=url,
+        connect=connect,
+        driver=driver,
+        pool_size=int(_number("POSTFORK_POOL_SIZE", 2, integer=True)),
+        checkout_timeout=_number("POSTFORK_CHECKOUT_TIMEOUT", 2.0),
+        connect_timeout=_number("POSTFORK_CONNECT_TIMEOUT", 2.0),
+    )
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _number(name: str, default: float, *, integer: bool = False) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < float("inf"):
+        kind = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"{name} must be {kind}, got {text!r}")
+    return value

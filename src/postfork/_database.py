@@ -9,16 +9,19 @@ from collections.abc import Iterator
 from . import _config
 from ._embedded import EmbeddedMariaDB
 from ._url import DatabaseURL, parse_url
+from .errors import ConfigError
 
 log = logging.getLogger("postfork.database")
 
 
 @contextlib.contextmanager
-def selected_database(explicit: str | None = None) -> Iterator[tuple[DatabaseURL, str]]:
+def selected_database(
+    explicit: str | None = None, *, temporary: bool = True
+) -> Iterator[tuple[DatabaseURL, str]]:
     """Yield ``(url, origin)``; a private server started here is stopped on exit.
 
     Order: ``explicit``, then ``DATABASE_URL``, then the server ``postfork db start`` left
-    running, then a temporary private ``mariadbd``.
+    running, then (when ``temporary``) a temporary private ``mariadbd``.
     """
     if explicit:
         yield parse_url(explicit), "--database-url"
@@ -31,5 +34,9 @@ def selected_database(explicit: str | None = None) -> Iterator[tuple[DatabaseURL
     if running is not None:
         yield running.url, "embedded MariaDB (postfork db start)"
         return
+    if not temporary:
+        raise ConfigError(
+            "no database: pass --database-url, set DATABASE_URL, or run: postfork db start"
+        )
     with EmbeddedMariaDB() as server:
         yield server.url, "embedded MariaDB (temporary, stopped on exit)"

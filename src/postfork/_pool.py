@@ -145,6 +145,8 @@ class Pool:
         self._idle: list[Slot] = []  # LIFO: the most recently used connection is reused first
         self._busy: set[Slot] = set()  # IN_USE and CONNECTING: both count toward max_size
         self._closed = False
+        self._keep_idle = True  # False in a server's master: it must pass no connection to workers
+        self._installation: Any = None  # set by install(); kept alive with the pool
         self._pid = os.getpid()
         self._generation = 0
         self._counters = _Counters()
@@ -165,6 +167,8 @@ class Pool:
         self._ensure_process()
         with self._lock:
             self._raise_if_closed()
+            if not self._keep_idle:
+                return 0
             wanted = min(self.min_idle - len(self._idle), self.max_size - self._size())
             reserved = [self._reserve_new_slot() for _ in range(max(wanted, 0))]
         for index, slot in enumerate(reserved):
@@ -202,6 +206,18 @@ class Pool:
         self._ensure_process()
         with self._lock:
             self._closed = True
+        self._drop_idle()
+
+    def _enter_master_mode(self) -> None:
+        """In a server's master: close idle connections cleanly and keep none from now on, so
+        workers inherit nothing. Every forked child leaves this mode (see _after_fork_in_child)."""
+        self._ensure_process()
+        with self._lock:
+            self._keep_idle = False
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
+        with self._lock:
             doomed = list(self._idle)
             for slot in doomed:
                 self._mark_discarded(slot, "closed")
@@ -322,9 +338,10 @@ class Pool:
             self._driver.discard_abandoned(slot.conn)
             slot.conn = None
             return
-        reason = "closed" if self._closed else self._return_reason(slot, exc, invalid)
+        keep = self._keep_idle and not self._closed
+        reason = self._return_reason(slot, exc, invalid) if keep else "closed"
         with self._lock:
-            if reason is None and self._closed:
+            if reason is None and (self._closed or not self._keep_idle):
                 reason = "closed"
             if reason is None:
                 self._busy.discard(slot)
@@ -501,6 +518,7 @@ class Pool:
         self._lock, self._cond = _new_lock_and_condition()
         self._waiters = 0
         self._idle, self._busy = [], set()
+        self._keep_idle = True
         self._pid, self._generation = os.getpid(), self._generation + 1
         self._counters = _Counters()
         for slot in inherited:

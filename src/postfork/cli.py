@@ -68,6 +68,55 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_db_seed(args: argparse.Namespace) -> int:
+    from ._drivers import load_driver
+    from .service.schema import SeedPlan, seed
+
+    plan = SeedPlan(
+        accounts=args.accounts, orders_per_account=args.orders_per_account, seed=args.seed
+    )
+    with selected_database(args.database_url, temporary=False) as (url, _origin):
+        conn = load_driver("mysqlclient").connect(url, connect_timeout=10, autocommit=False)
+        try:
+            report = seed(conn, plan)
+        finally:
+            conn.close()
+    verb = "seeded" if report.created else "already seeded:"
+    _say(f"{verb} {report.accounts} accounts, {report.orders} orders in {url.redacted()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import _serve
+    from ._drivers import load_driver
+    from .service.schema import SeedPlan, seed
+
+    options = _serve.ServeOptions(
+        server=args.server,
+        processes=args.processes,
+        max_requests=args.max_requests,
+        bind=args.bind,
+        connect=args.connect,
+        driver=args.driver,
+        extra=tuple(args.extra),
+    )
+    _serve.command(options)  # validate before starting anything
+    with selected_database(args.database_url) as (url, origin):
+        conn = load_driver("mysqlclient").connect(url, connect_timeout=10, autocommit=False)
+        try:
+            seed(conn, SeedPlan())
+        finally:
+            conn.close()
+        print(
+            f"postfork serve: {args.server} on http://{args.bind} ({args.processes} "
+            f"processes, max-requests {args.max_requests}, connect {args.connect}); "
+            f"database {url.redacted()} [{origin}]",
+            file=sys.stderr,
+            flush=True,
+        )
+        return _serve.run(url, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postfork",
@@ -86,6 +135,38 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_db_stop
     )
     db_commands.add_parser("url", help="print its URL").set_defaults(handler=cmd_db_url)
+    seed = db_commands.add_parser("seed", help="create the service's tables and data (idempotent)")
+    seed.add_argument(
+        "--database-url", help="default: $DATABASE_URL, else the running embedded one"
+    )
+    seed.add_argument("--accounts", type=_positive_int, default=1000)
+    seed.add_argument("--orders-per-account", type=_positive_int, default=100)
+    seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    seed.set_defaults(handler=cmd_db_seed)
+
+    serve = commands.add_parser("serve", help="run the reference service")
+    serve.add_argument("--server", choices=("uwsgi", "gunicorn", "dev"), default="uwsgi")
+    serve.add_argument("--processes", type=_positive_int, default=4)
+    serve.add_argument(
+        "--max-requests",
+        type=_non_negative_int,
+        default=100,
+        help="recycle each worker after N requests (0: never)",
+    )
+    serve.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
+    serve.add_argument(
+        "--connect",
+        choices=("warm", "postfork", "lazy"),
+        default="warm",
+        help="warm: postfork.install with warm-up (default); postfork: connect "
+        "after fork only; lazy: connect on first request (the story's before)",
+    )
+    serve.add_argument("--driver", choices=("mysqlclient", "pymysql"), default="mysqlclient")
+    serve.add_argument("--database-url", help="default: $DATABASE_URL, else an embedded MariaDB")
+    serve.add_argument(
+        "extra", nargs="*", help="after --: options passed to the server as they are"
+    )
+    serve.set_defaults(handler=cmd_serve)
 
     for name, handler, text in (
         ("demo", cmd_demo, "show the fork problem and the pool's answer on a real database"),
@@ -99,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "doctor":
             sub.add_argument("--driver", choices=("mysqlclient", "pymysql"), default="mysqlclient")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

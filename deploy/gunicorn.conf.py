@@ -1,0 +1,1 @@
+../src/postfork/deploy/gunicorn.conf.py

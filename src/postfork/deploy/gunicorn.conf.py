@@ -1,0 +1,34 @@
+"""The postfork reference service under gunicorn.
+
+    gunicorn -c deploy/gunicorn.conf.py             (DATABASE_URL must be set)
+    postfork serve --server gunicorn ...            (uses this file; bind, workers and
+                                                     max_requests come from its command line)
+
+postfork needs no hook here: gunicorn forks with os.fork(), and postfork.install() registers
+itself with os.register_at_fork, so each worker connects right after its fork. With
+preload_app = False the app loads inside each worker and install() warms it at load time.
+"""
+
+import os
+
+wsgi_app = "postfork.service.wsgi:application"
+bind = "127.0.0.1:8000"
+workers = 4
+worker_class = "sync"
+
+# Load the app once in the arbiter: the driver is initialised there, no connection is kept,
+# and every worker starts from that state. POSTFORK_PRELOAD=false loads it in each worker.
+preload_app = os.environ.get("POSTFORK_PRELOAD", "true").lower() != "false"
+
+# Recycling: each worker is replaced after max_requests plus a random 0..jitter requests, so
+# workers that started together do not recycle together.
+max_requests = 100
+max_requests_jitter = 20
+
+# gunicorn >= 27 opens a control socket at one fixed path (~/.gunicorn/gunicorn.ctl), so two
+# servers on one machine fight over it; this service does not use it.
+control_socket_disable = True
+
+timeout = 30
+graceful_timeout = 10
+keepalive = 2

@@ -1,0 +1,255 @@
+"""The service's WSGI application: plain WSGI and a three-line router.
+
+Plain WSGI because the service has four routes and its point is what happens around the
+database: no framework code sits between a request and the pool, and what a profile shows is
+the request, the pool and the driver.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DatabaseUnavailable, PoolError
+from .summary import money, summarize
+from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_parameters
+
+if TYPE_CHECKING:
+    from .._install import Installation
+    from .._pool import Pool
+
+log = logging.getLogger("postfork.service")
+
+StartResponse = Callable[..., Any]
+RETRY_AFTER_SECONDS = "1"
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+SUMMARY_SQL = (
+    "SELECT o.amount_cents, o.category, o.created_at FROM accounts a "
+    "LEFT JOIN orders o ON o.account_id = a.id WHERE a.id = %s"
+)
+ORDERS_SQL = (
+    "SELECT o.id, o.amount_cents, o.category, o.created_at FROM accounts a "
+    "LEFT JOIN orders o ON o.account_id = a.id AND o.id < %s "
+    "WHERE a.id = %s ORDER BY o.id DESC LIMIT %s"
+)
+
+
+class RequestTiming:
+    """What one request spent where; becomes its ``Server-Timing`` header."""
+
+    __slots__ = ("connect", "db", "started", "wait")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.connect = self.wait = self.db = 0.0
+
+    def header(self) -> str:
+        app = time.perf_counter() - self.started
+        parts = (
+            ("db-connect", self.connect),
+            ("pool-wait", self.wait),
+            ("db", self.db),
+            ("app", app),
+        )
+        return ", ".join(f"{name};dur={seconds * 1e3:.3f}" for name, seconds in parts)
+
+
+class _WorkerCounter:
+    """Requests served by this process since its fork (reset in every child)."""
+
+    def __init__(self) -> None:
+        self.pid, self.count = os.getpid(), 0
+
+    def next(self) -> int:
+        if self.pid != os.getpid():
+            self.pid, self.count = os.getpid(), 0
+        self.count += 1
+        return self.count
+
+
+class _AfterResponse:
+    """A response body whose ``close()`` (called by the server once the response is sent)
+    does the pool's upkeep, so no request waits for it."""
+
+    def __init__(self, chunks: list[bytes], upkeep: Callable[[], None]) -> None:
+        self._chunks, self._upkeep = chunks, upkeep
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        self._upkeep()
+
+
+class Service:
+    """The WSGI callable: routes, input rules, queries through the pool, JSON out."""
+
+    def __init__(self, pool: Pool, installation: Installation | None, connect_mode: str) -> None:
+        self.pool = pool
+        self.installation = installation
+        self.connect_mode = connect_mode
+        self.requests = _WorkerCounter()
+        self.routes: list[tuple[re.Pattern[str], Callable[..., dict[str, Any]]]] = [
+            (re.compile(r"/v1/accounts/([^/]+)/summary"), self.account_summary),
+            (re.compile(r"/v1/accounts/([^/]+)/orders"), self.account_orders),
+            (re.compile(r"/healthz"), self.healthz),
+            (re.compile(r"/readyz"), self.readyz),
+        ]
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        timing = RequestTiming()
+        number = 0 if environ.get("postfork.warmup") else self.requests.next()
+        status, body, headers = self._respond(environ, timing)
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        headers.update(
+            {
+                "Content-Type": "application/json",
+                "Content-Length": str(len(payload)),
+                "Server-Timing": timing.header(),
+                "X-Worker": f"{os.getpid()}/{number}",
+            }
+        )
+        start_response(f"{status} {_REASONS[status]}", list(headers.items()))
+        chunks = [] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
+        return _AfterResponse(chunks, self._upkeep)
+
+    def _respond(
+        self, environ: dict[str, Any], timing: RequestTiming
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        try:
+            return 200, self._route(environ, timing), {}
+        except HTTPError as exc:
+            return exc.status, {"error": exc.message}, exc.headers
+        except (DatabaseUnavailable, PoolError) as exc:
+            log.warning("503: %s", exc)
+            return 503, {"error": "database unavailable, retry shortly"}, _retry_after()
+        except Exception as exc:
+            if self.pool._driver.is_disconnect(exc):
+                log.warning("503: connection lost during the request: %r", exc)
+                return 503, {"error": "database connection lost, retry shortly"}, _retry_after()
+            log.exception("500 on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            return 500, {"error": "internal error"}, {}
+
+    def _route(self, environ: dict[str, Any], timing: RequestTiming) -> dict[str, Any]:
+        path = environ.get("PATH_INFO", "") or "/"
+        for pattern, handler in self.routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                raise HTTPError(405, "only GET and HEAD are allowed", {"Allow": "GET, HEAD"})
+            return handler(environ, timing, *match.groups())
+        raise HTTPError(404, "no such endpoint")
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def account_summary(
+        self, environ: dict[str, Any], timing: RequestTiming, raw_id: str
+    ) -> dict[str, Any]:
+        account_id = positive_id(raw_id, "account id")
+        query_parameters(environ.get("QUERY_STRING", ""), {})
+        rows = self._query(timing, SUMMARY_SQL, (account_id,))
+        if not rows:
+            raise HTTPError(404, f"account {account_id} not found")
+        orders = [row for row in rows if row[0] is not None]
+        return summarize(account_id, orders)
+
+    def account_orders(
+        self, environ: dict[str, Any], timing: RequestTiming, raw_id: str
+    ) -> dict[str, Any]:
+        account_id = positive_id(raw_id, "account id")
+        params = query_parameters(
+            environ.get("QUERY_STRING", ""), {"limit": limit, "before": _before}
+        )
+        page_size = params.get("limit", DEFAULT_LIMIT)
+        before = params.get("before", 2**63 - 1)
+        rows = self._query(timing, ORDERS_SQL, (before, account_id, page_size))
+        if not rows:
+            raise HTTPError(404, f"account {account_id} not found")
+        orders = [
+            {
+                "id": row[0],
+                "amount": money(row[1]),
+                "category": row[2],
+                "created_at": row[3].isoformat(),
+            }
+            for row in rows
+            if row[0] is not None
+        ]
+        next_before = orders[-1]["id"] if len(orders) == page_size else None
+        return {"account_id": account_id, "orders": orders, "next_before": next_before}
+
+    def healthz(self, environ: dict[str, Any], timing: RequestTiming) -> dict[str, Any]:
+        return {"status": "alive", "pid": os.getpid()}
+
+    def readyz(self, environ: dict[str, Any], timing: RequestTiming) -> dict[str, Any]:
+        if self.installation is not None and not self.installation.ready():
+            raise HTTPError(
+                503, "not ready: the pool has no connection to the database", _retry_after()
+            )
+        stats = self.pool.stats()
+        return {
+            "status": "ready",
+            "pid": os.getpid(),
+            "connect": self.connect_mode,
+            "idle": stats["idle"],
+            "in_use": stats["in_use"],
+        }
+
+    # -- database -------------------------------------------------------------------------
+
+    def _query(self, timing: RequestTiming, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        lease = self.pool.connection()
+        with lease as conn:
+            timing.connect += lease.connect_seconds
+            timing.wait += lease.wait_seconds
+            started = time.perf_counter()
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, args)
+                rows = list(cursor.fetchall())
+            finally:
+                cursor.close()
+            timing.db += time.perf_counter() - started
+        return rows
+
+    def _upkeep(self) -> None:
+        if self.connect_mode == "lazy":
+            return  # the story's "before": nothing happens until a request needs it
+        try:
+            self.pool.maintain()
+        except Exception as exc:  # the database may be down; the next request reports it
+            log.debug("pool upkeep after the response failed: %r", exc)
+
+    def warmup_request(self) -> None:
+        """One synthetic request through the whole app (for ``install(warmup=...)``)."""
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/v1/accounts/1/summary",
+            "QUERY_STRING": "",
+            "postfork.warmup": True,
+        }
+        body = self(environ, lambda status, headers: None)
+        list(body)
+        body.close()  # type: ignore[attr-defined]
+
+
+def _before(text: str) -> int:
+    return positive_id(text, "before")
+
+
+def _retry_after() -> dict[str, str]:
+    return {"Retry-After": RETRY_AFTER_SECONDS}

@@ -1,0 +1,36 @@
+"""WSGI entry point: ``postfork.service.wsgi:application``, configured from the environment.
+
+``DATABASE_URL`` and the ``POSTFORK_*`` variables (see the README) choose the database and the
+connection mode: ``warm`` (postfork.install with a synthetic warm-up request), ``postfork``
+(connect right after fork, nothing else: the story's fix) or ``lazy`` (connect on a worker's
+first request: the story's "before").
+"""
+
+from __future__ import annotations
+
+from .. import _config
+from .._install import install
+from .._pool import Pool
+from .app import Service
+
+
+def build(settings: _config.ServiceSettings) -> Service:
+    lazy = settings.connect == "lazy"
+    pool = Pool(
+        settings.database_url,
+        driver=settings.driver,
+        min_idle=0 if lazy else 1,
+        max_size=settings.pool_size,
+        checkout_timeout=settings.checkout_timeout,
+        connect_timeout=settings.connect_timeout,
+        autocommit=True,  # read-only service: no transaction to roll back on return
+    )
+    service = Service(pool, None, settings.connect)
+    if settings.connect == "warm":
+        service.installation = install(pool, warmup=service.warmup_request)
+    elif settings.connect == "postfork":
+        service.installation = install(pool, preload=False)
+    return service
+
+
+application = build(_config.service_settings())

@@ -1,0 +1,116 @@
+"""Real servers, real HTTP: start the service under uWSGI/gunicorn, talk to it over loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from postfork import DatabaseURL
+from postfork._serve import ServeOptions, command, environment
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: Any
+    elapsed: float
+
+    @property
+    def timing(self) -> dict[str, float]:
+        """Server-Timing as {name: milliseconds}."""
+        parts = (item.strip().split(";dur=") for item in self.headers["server-timing"].split(","))
+        return {name: float(value) for name, value in parts}
+
+    @property
+    def worker(self) -> tuple[int, int]:
+        pid, number = self.headers["x-worker"].split("/")
+        return int(pid), int(number)
+
+
+def get(port: int, path: str, method: str = "GET", timeout: float = 10.0) -> Response:
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        reply = conn.getresponse()
+        raw = reply.read()
+        headers = {name.lower(): value for name, value in reply.getheaders()}
+    finally:
+        conn.close()
+    body = json.loads(raw) if raw else None
+    return Response(reply.status, headers, body, time.perf_counter() - started)
+
+
+@dataclass
+class ServiceProcess:
+    """The service under a real server, started like ``postfork serve`` starts it."""
+
+    url: DatabaseURL
+    options: ServeOptions
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+
+    @property
+    def port(self) -> int:
+        return int(self.options.bind.rpartition(":")[2])
+
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        log = tempfile.NamedTemporaryFile(prefix="postfork-e2e-", suffix=".log", delete=False)
+        self.log_path = log.name
+        env = {**environment(self.url, self.options), **self.env}
+        self.process = subprocess.Popen(
+            command(self.options),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()[-3000:]}")
+            try:
+                if get(self.port, "/healthz", timeout=2).status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not up within {timeout}s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as handle:
+            return handle.read()
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        os.unlink(self.log_path)
