@@ -71,16 +71,16 @@ class ServiceProcess:
         return int(self.options.bind.rpartition(":")[2])
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
-        log = tempfile.NamedTemporaryFile(prefix="postfork-e2e-", suffix=".log", delete=False)
-        self.log_path = log.name
+        fd, self.log_path = tempfile.mkstemp(prefix="postfork-e2e-", suffix=".log")
         env = {**environment(self.url, self.options), **self.env}
-        self.process = subprocess.Popen(
-            command(self.options),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with os.fdopen(fd, "wb") as log:  # the server keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                command(self.options),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
