@@ -47,7 +47,8 @@ class Installation:
         self.connections_opened = 0
 
     def after_fork(self) -> None:
-        self.warm_now()
+        if not self.pool.closed:
+            self.warm_now()
 
     def warm_now(self) -> bool:
         """Open the pool's connections and run the warm-up; never raises (a worker that cannot
@@ -63,14 +64,17 @@ class Installation:
                 exc,
             )
             return False
+        connected = time.perf_counter()
         self._run_warmup()
         self.warm_seconds = time.perf_counter() - started
         self.warm_pid, self.warm_error = os.getpid(), None
         log.info(
-            "pid %d: warm in %.1f ms (%d connection(s) opened)",
+            "pid %d: warm in %.1f ms: %d connection(s) in %.1f ms, warm-up %.1f ms",
             self.warm_pid,
             self.warm_seconds * 1e3,
             self.connections_opened,
+            (connected - started) * 1e3,
+            (self.warm_seconds - (connected - started)) * 1e3,
         )
         return True
 

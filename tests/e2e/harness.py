@@ -63,6 +63,7 @@ class ServiceProcess:
     url: DatabaseURL
     options: ServeOptions
     env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] | None = None  # instead of the command `postfork serve` would run
     process: subprocess.Popen[bytes] | None = None
     log_path: str = ""
 
@@ -75,7 +76,7 @@ class ServiceProcess:
         env = {**environment(self.url, self.options), **self.env}
         with os.fdopen(fd, "wb") as log:  # the server keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                command(self.options),
+                self.argv or command(self.options),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,139 @@
+"""install() and @after_fork with real forks and a real server (no app server needed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from postfork import DatabaseURL, Pool, after_fork, install
+
+from .conftest import admin_query
+
+
+def in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Fork, run ``work`` in the child, return what it reported (the child never returns)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            report = work()
+        except BaseException as exc:
+            report = {"child_error": repr(exc)}
+        os.write(write_end, json.dumps(report).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    os.close(read_end)
+    report: dict[str, Any] = json.loads(data)
+    assert "child_error" not in report, report
+    return report
+
+
+def test_standalone_install_warms_now_and_every_forked_child_warms_itself(
+    database_url: DatabaseURL, driver: str
+) -> None:
+    calls: list[int] = []
+    pool = Pool(database_url, driver=driver, min_idle=2, max_size=2)
+    installation = install(pool, warmup=lambda: calls.append(os.getpid()))
+    assert installation.role.value == "standalone" and installation.warm
+    assert pool.stats()["idle"] == 2 and calls == [os.getpid()]
+
+    def child() -> dict[str, Any]:
+        stats = pool.stats()  # before any checkout: the fork hook already warmed
+        return {
+            "idle": stats["idle"],
+            "connects": stats["connects"],
+            "fork_discards": stats["discards"]["fork"],
+            "warm": installation.warm,
+            "warmups": calls.count(os.getpid()),
+        }
+
+    report = in_child(child)
+    assert report == {"idle": 2, "connects": 2, "fork_discards": 2, "warm": True, "warmups": 1}
+    assert pool.stats()["connects"] == 2  # the parent kept its own sessions
+    pool.close()
+
+
+def test_master_mode_keeps_no_connection_and_workers_warm_after_fork(
+    database_url: DatabaseURL,
+) -> None:
+    pool = Pool(database_url, min_idle=1, max_size=2)
+    with pool.connection() as conn:  # the app queries while loading in the master
+        conn.cursor().execute("SELECT 1")
+    pool._enter_master_mode()  # what install() does in a uWSGI or gunicorn master
+    assert pool.stats()["idle"] == 0
+    with pool.connection() as conn:  # loading may go on: nothing stays open
+        conn.cursor().execute("SELECT 1")
+    assert pool.stats()["idle"] == 0 and pool.warm() == 0
+
+    report = in_child(lambda: {"warmed": pool.warm(), "idle": pool.stats()["idle"]})
+    assert report == {"warmed": 1, "idle": 1}
+    pool.close()
+
+
+def test_failing_or_slow_warmup_never_breaks_the_worker(
+    database_url: DatabaseURL, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise ValueError("warm-up bug")
+
+    with caplog.at_level(logging.WARNING, logger="postfork"):
+        failing = install(Pool(database_url, min_idle=1), warmup=broken)
+        started = time.monotonic()
+        slow = install(
+            Pool(database_url, min_idle=1), warmup=lambda: time.sleep(5), warmup_timeout=0.2
+        )
+        bounded = time.monotonic() - started
+    assert failing.warm and slow.warm
+    assert bounded < 2
+    assert "warm-up failed" in caplog.text and "warm-up bug" in caplog.text
+    assert "warm-up still running after 0.2s" in caplog.text
+    failing.pool.close()
+    slow.pool.close()
+
+
+def test_unreachable_database_at_install_is_logged_and_reported_not_ready(
+    caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    pool = Pool(f"mysql://root@localhost/x?unix_socket={tmp_path}/none.sock", min_idle=1)
+    with caplog.at_level(logging.WARNING, logger="postfork"):
+        installation = install(pool)
+    assert not installation.warm and not installation.ready()
+    assert "serving 503 until the database answers" in caplog.text
+
+
+def test_after_fork_decorator_runs_in_every_child(database_url: DatabaseURL) -> None:
+    ran: list[int] = []
+
+    @after_fork
+    def remember() -> None:
+        ran.append(os.getpid())
+
+    report = in_child(lambda: {"ran_here": ran.count(os.getpid())})
+    assert report == {"ran_here": 1}
+    assert os.getpid() not in ran
+
+
+def test_master_holds_no_server_session_after_install_in_master_mode(
+    database_url: DatabaseURL,
+) -> None:
+    pool = Pool(database_url, min_idle=1, max_size=2)
+    pool.warm()
+    with pool.connection() as conn:
+        own = int(conn.thread_id())
+    pool._enter_master_mode()
+    time.sleep(0.05)
+    ids = {
+        int(row[0])
+        for row in admin_query(database_url, "SELECT ID FROM information_schema.PROCESSLIST")
+    }
+    assert own not in ids  # closed cleanly on the server, not just forgotten
