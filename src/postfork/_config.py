@@ -43,6 +43,7 @@ class ServiceSettings:
     pool_size: int = 2
     checkout_timeout: float = 2.0
     connect_timeout: float = 2.0
+    log_level: str = "INFO"
 
 
 def service_settings() -> ServiceSettings:
@@ -61,6 +62,7 @@ def service_settings() -> ServiceSettings:
         pool_size=int(_number("POSTFORK_POOL_SIZE", 2, integer=True)),
         checkout_timeout=_number("POSTFORK_CHECKOUT_TIMEOUT", 2.0),
         connect_timeout=_number("POSTFORK_CONNECT_TIMEOUT", 2.0),
+        log_level=_choice("POSTFORK_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
     )
 
 

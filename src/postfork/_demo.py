@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ._drivers import DRIVER_NAMES, load_driver
+from ._drivers import DRIVER_NAMES, connect
 from ._forkcheck import run_in_subprocess as _forkcheck
 from ._pool import Pool
 from ._url import DatabaseURL
@@ -61,8 +61,7 @@ def show_liveness(url: DatabaseURL, say: Say) -> None:
 
 
 def _kill(url: DatabaseURL, connection_id: int) -> None:
-    driver = load_driver("mysqlclient")
-    admin = driver.connect(url, connect_timeout=5, autocommit=True)
+    admin = connect(url, timeout=5, autocommit=True)
     try:
         admin.cursor().execute(f"KILL {int(connection_id)}")
     finally:

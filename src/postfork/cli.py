@@ -69,14 +69,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_db_seed(args: argparse.Namespace) -> int:
-    from ._drivers import load_driver
+    from ._drivers import connect
     from .service.schema import SeedPlan, seed
 
     plan = SeedPlan(
         accounts=args.accounts, orders_per_account=args.orders_per_account, seed=args.seed
     )
     with selected_database(args.database_url, temporary=False) as (url, _origin):
-        conn = load_driver("mysqlclient").connect(url, connect_timeout=10, autocommit=False)
+        conn = connect(url)
         try:
             report = seed(conn, plan)
         finally:
@@ -88,7 +88,7 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import _serve
-    from ._drivers import load_driver
+    from ._drivers import connect
     from .service.schema import SeedPlan, seed
 
     options = _serve.ServeOptions(
@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     _serve.command(options)  # validate before starting anything
     with selected_database(args.database_url) as (url, origin):
-        conn = load_driver("mysqlclient").connect(url, connect_timeout=10, autocommit=False)
+        conn = connect(url)
         try:
             seed(conn, SeedPlan())
         finally:

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from postfork._drivers import load_driver
+from postfork._drivers import connect
 from postfork._embedded import EmbeddedMariaDB
 from postfork.service.schema import SeedPlan, seed
 
@@ -12,7 +12,7 @@ SMALL_PLAN = SeedPlan(accounts=50, orders_per_account=20, seed=7)
 
 
 def seed_server(server: EmbeddedMariaDB, plan: SeedPlan = SMALL_PLAN) -> None:
-    conn = load_driver("mysqlclient").connect(server.url, connect_timeout=10, autocommit=False)
+    conn = connect(server.url)
     try:
         seed(conn, plan)
     finally:

@@ -8,6 +8,8 @@ first request: the story's "before").
 
 from __future__ import annotations
 
+import logging
+
 from .. import _config
 from .._install import install
 from .._pool import Pool
@@ -15,6 +17,10 @@ from .app import Service
 
 
 def build(settings: _config.ServiceSettings) -> Service:
+    if not logging.getLogger().handlers:  # the server did not configure logging: do it here
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     lazy = settings.connect == "lazy"
     pool = Pool(
         settings.database_url,
