@@ -15,9 +15,9 @@ from postfork._serve import ServeOptions
 
 from .harness import Response, ServiceProcess, free_port, get
 
-# uWSGI's master replaces a dead worker on its next one-second tick (issue 7), so its runs
-# are shorter; every run still recycles each worker many times.
-REQUESTS = {"uwsgi": 100, "gunicorn": 300}
+# Several hundred requests: each of the 2 workers is recycled about 30 times. (uWSGI's master
+# replaces a dead worker on its next one-second tick, so a uWSGI run takes about a minute.)
+REQUESTS = {"uwsgi": 300, "gunicorn": 300}
 CONCURRENCY = 2
 PROCESSES = 2
 POOL_SIZE = 2
