@@ -46,6 +46,11 @@ class ServiceSettings:
     log_level: str = "INFO"
 
 
+def accelerate_respawns() -> bool:
+    """``POSTFORK_ACCELERATE_RESPAWNS`` (default true): the uWSGI respawn accelerator."""
+    return _choice("POSTFORK_ACCELERATE_RESPAWNS", "true", ("true", "false")) == "true"
+
+
 def service_settings() -> ServiceSettings:
     url = database_url_from_env()
     if not url:

@@ -23,6 +23,7 @@ class ForkAware(Protocol):
     def _before_fork(self) -> None: ...
     def _after_fork_in_parent(self) -> None: ...
     def _ensure_process(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class AfterForkListener(Protocol):
@@ -33,22 +34,30 @@ _pools: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 _listeners: weakref.WeakSet[AfterForkListener] = weakref.WeakSet()
 _handled_pid = os.getpid()  # the child hook runs once per process, whichever path calls it
 _uwsgi_hooked = False
+_exited_pid = 0
 # Serialises the post-fork reset in a child where several threads notice the new pid at once.
 reset_lock = threading.Lock()
 
 
 def register(pool: ForkAware) -> None:
     _pools.add(pool)
+    _hook_uwsgi_once()
 
 
 def add_listener(listener: AfterForkListener) -> None:
     """Call ``listener.after_fork()`` in every child, after its pools were reset."""
-    global _uwsgi_hooked
     _listeners.add(listener)
-    if not _uwsgi_hooked:
-        from ._servers import hook_uwsgi_post_fork
+    _hook_uwsgi_once()
 
-        _uwsgi_hooked = hook_uwsgi_post_fork(child_started)
+
+def _hook_uwsgi_once() -> None:
+    """Inside uWSGI: its post-fork hook runs the child hook (its C fork skips Python's), and
+    its ``atexit`` hook runs the exit hook (``skip-atexit-teardown`` skips Python's)."""
+    global _uwsgi_hooked
+    if not _uwsgi_hooked:
+        from ._servers import hook_uwsgi
+
+        _uwsgi_hooked = hook_uwsgi(post_fork=child_started, at_exit=_at_exit)
 
 
 def _live_pools() -> list[ForkAware]:
@@ -78,6 +87,9 @@ def child_started() -> None:
     if _handled_pid == os.getpid():
         return
     _handled_pid = os.getpid()
+    from ._servers import drop_inherited_accelerator
+
+    drop_inherited_accelerator()
     for pool in _live_pools():
         pool._ensure_process()
     for listener in list(_listeners):
@@ -88,13 +100,20 @@ def child_started() -> None:
 
 
 def _at_exit() -> None:
+    global _exited_pid
+    if _exited_pid == os.getpid():
+        return  # uWSGI may run it twice: its own atexit hook, then Python's during teardown
+    _exited_pid = os.getpid()
     # A child forked from C that never used its pools: abandon inherited connections before
     # interpreter teardown collects them (which would send COM_QUIT on the parent's sockets).
+    # Then close this process's own connections cleanly: a server that skips interpreter
+    # teardown (uWSGI skip-atexit-teardown) would otherwise leave them to be reset.
     for pool in _live_pools():
         try:
             pool._ensure_process()
+            pool.close()
         except Exception:
-            log.exception("abandoning inherited connections at exit failed")
+            log.exception("closing connections at exit failed")
 
 
 os.register_at_fork(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from . import _fork, _servers
+from ._config import accelerate_respawns as accelerate_from_env
 from .errors import Error
 
 if TYPE_CHECKING:
@@ -122,13 +123,16 @@ def install(
     warmup: Callable[[], object] | None = None,
     warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
     preload: bool = True,
+    accelerate_respawns: bool | None = None,
 ) -> Installation:
     """Make ``pool`` warm in every worker before its first request, under uWSGI, gunicorn or
     plain ``os.fork()``; outside any server it simply warms now.
 
     ``warmup`` runs after the connections are open (e.g. one synthetic request through the
     app), bounded by ``warmup_timeout``. ``preload`` initialises the driver in this process so
-    a fresh worker's first connect costs a connect and nothing else.
+    a fresh worker's first connect costs a connect and nothing else. ``accelerate_respawns``
+    (default: ``POSTFORK_ACCELERATE_RESPAWNS``, true) makes a uWSGI master replace a recycled
+    worker at once rather than on its next one-second tick.
     """
     installation = Installation(pool, warmup=warmup, warmup_timeout=warmup_timeout)
     if preload:
@@ -136,6 +140,8 @@ def install(
     pool._installation = installation  # the pool keeps it alive; the fork registry is weak
     _fork.add_listener(installation)
     if installation.role is _servers.Role.MASTER:
+        if accelerate_respawns if accelerate_respawns is not None else accelerate_from_env():
+            _servers.accelerate_uwsgi_respawns()
         pool._enter_master_mode()
         log.info(
             "%s master pid %d: driver ready, no connection kept; workers warm after fork",

@@ -1,4 +1,5 @@
-"""Which pre-fork server runs this process, and in which role; uWSGI's post-fork hook.
+"""Which pre-fork server runs this process, and in which role; uWSGI's post-fork hook and
+respawn accelerator.
 
 uWSGI forks from C, so Python's at-fork hooks do not run there and its ``post_fork_hook`` is
 used; gunicorn and ``multiprocessing`` fork with ``os.fork()``, which ``_fork`` covers with
@@ -11,7 +12,9 @@ import enum
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 
@@ -59,13 +62,27 @@ def _gunicorn_role() -> Role | None:
     return Role.MASTER if in_arbiter else None
 
 
-def hook_uwsgi_post_fork(callback: Callable[[], None]) -> bool:
-    """Inside uWSGI, run ``callback`` in each worker right after its C-level fork."""
+def hook_uwsgi(post_fork: Callable[[], None], at_exit: Callable[[], None]) -> bool:
+    """Inside uWSGI, run ``post_fork`` in each worker right after its C-level fork and
+    ``at_exit`` when a process exits; returns False outside uWSGI."""
     uwsgi = _uwsgi()
     if uwsgi is None:
         return False
-    _chain_uwsgi_post_fork(uwsgi, callback)
+    _chain_uwsgi_post_fork(uwsgi, post_fork)
+    _chain_attribute(uwsgi, "atexit", at_exit)
     return True
+
+
+def _chain_attribute(module: ModuleType, name: str, callback: Callable[[], None]) -> None:
+    """uWSGI calls one callable stored in a module attribute: keep whoever was there first."""
+    previous = getattr(module, name, None)
+
+    def chained() -> None:
+        if previous is not None:
+            previous()
+        callback()
+
+    setattr(module, name, chained)
 
 
 def _chain_uwsgi_post_fork(uwsgi: ModuleType, callback: Callable[[], None]) -> None:
@@ -75,13 +92,43 @@ def _chain_uwsgi_post_fork(uwsgi: ModuleType, callback: Callable[[], None]) -> N
         uwsgidecorators = importlib.import_module("uwsgidecorators")
     except Exception as exc:  # it raises a bare Exception when the master is disabled
         log.debug("uwsgidecorators unavailable (%s); chaining uwsgi.post_fork_hook", exc)
-        previous = getattr(uwsgi, "post_fork_hook", None)
-
-        def chained() -> None:
-            if previous is not None:
-                previous()
-            callback()
-
-        setattr(uwsgi, "post_fork_hook", chained)  # noqa: B010 (a module attribute uWSGI reads)
+        _chain_attribute(uwsgi, "post_fork_hook", callback)
         return
     uwsgidecorators.postfork(callback)
+
+
+def _wake_master(signum: int, frame: object) -> None:
+    """Does nothing: its only effect is that the signal interrupts the uWSGI master's wait."""
+
+
+def accelerate_uwsgi_respawns() -> bool:
+    """In the uWSGI master: replace a dead worker at once instead of on the next tick.
+
+    uWSGI's master reaps dead workers only when its event loop wakes, at the latest after its
+    one-second check interval. With a SIGCHLD handler installed, a worker's exit interrupts
+    that wait (EINTR, which uWSGI handles silently) and the loop goes straight to waitpid()
+    and the respawn. The handler runs no code of its own and nothing is sent anywhere.
+    """
+    uwsgi = _uwsgi()
+    if uwsgi is None or uwsgi.worker_id() != 0 or uwsgi.masterpid() != os.getpid():
+        return False  # not the master (no master, a worker, a mule)
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("respawn accelerator not installed: not on the master's main thread")
+        return False
+    current = signal.getsignal(signal.SIGCHLD)
+    if current not in (signal.SIG_DFL, None, _wake_master):
+        log.warning(
+            "respawn accelerator not installed: SIGCHLD already has a handler (%r)", current
+        )
+        return False
+    signal.signal(signal.SIGCHLD, _wake_master)
+    log.info("uWSGI master pid %d: respawn accelerator on (SIGCHLD wakes the master)", os.getpid())
+    return True
+
+
+def drop_inherited_accelerator() -> None:
+    """In a worker: restore the default SIGCHLD disposition the master had before us."""
+    if signal.getsignal(signal.SIGCHLD) is _wake_master and (
+        threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -15,8 +15,7 @@ from postfork._serve import ServeOptions
 
 from .harness import Response, ServiceProcess, free_port, get
 
-# Several hundred requests: each of the 2 workers is recycled about 30 times. (uWSGI's master
-# replaces a dead worker on its next one-second tick, so a uWSGI run takes about a minute.)
+# Several hundred requests: each of the 2 workers is recycled about 30 times.
 REQUESTS = {"uwsgi": 300, "gunicorn": 300}
 CONCURRENCY = 2
 PROCESSES = 2

@@ -1,0 +1,15 @@
+"""Importing this module in a uWSGI master turns on the respawn accelerator.
+
+For apps that do not call ``postfork.install()`` in the master (``lazy-apps = true``, or no
+postfork pool at all), one line of uWSGI configuration does it::
+
+    shared-py-import = postfork.accelerate
+
+uWSGI imports shared modules in the master before it forks, whatever ``lazy-apps`` says; in
+every other process the import does nothing. ``POSTFORK_ACCELERATE_RESPAWNS=false`` turns it off.
+"""
+
+from ._config import accelerate_respawns as _enabled
+from ._servers import accelerate_uwsgi_respawns as _accelerate
+
+active = _enabled() and _accelerate()
