@@ -11,8 +11,7 @@ import pytest
 
 from postfork._embedded import EmbeddedMariaDB
 from postfork._serve import ServeOptions, _executable
-
-from .harness import ServiceProcess, free_port, get
+from postfork.bench.runner import ServiceProcess, free_port, get
 
 ROOT = str(Path(__file__).resolve().parents[2])
 APP = "tests.e2e.apps.loadtime_query:application"

@@ -12,8 +12,7 @@ import pytest
 
 from postfork._embedded import EmbeddedMariaDB
 from postfork._serve import ServeOptions
-
-from .harness import Response, ServiceProcess, free_port, get
+from postfork.bench.runner import Response, ServiceProcess, free_port, get
 
 # Several hundred requests: each of the 2 workers is recycled about 30 times.
 REQUESTS = {"uwsgi": 300, "gunicorn": 300}

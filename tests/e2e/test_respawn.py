@@ -17,8 +17,7 @@ import pytest
 
 from postfork._embedded import EmbeddedMariaDB
 from postfork._serve import ServeOptions
-
-from .harness import Response, ServiceProcess, free_port, get
+from postfork.bench.runner import Response, ServiceProcess, free_port, get
 
 FAST_BOUND_MS = 250.0  # far below uWSGI's one-second tick
 ACCELERATOR_ON = "respawn accelerator on"

@@ -10,9 +10,9 @@ import pytest
 
 from postfork._embedded import EmbeddedMariaDB
 from postfork._serve import ServeOptions
+from postfork.bench.runner import ServiceProcess, free_port, get
 
 from .conftest import seed_server
-from .harness import ServiceProcess, free_port, get
 
 BIG = "9" * 20
 

@@ -1,1 +1,1 @@
-"""Benchmark harness: delay proxy (network distance on loopback) and, later, the bench runner."""
+"""Benchmark harness: the delay proxy (network distance on loopback) and the server runner."""

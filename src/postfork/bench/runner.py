@@ -1,4 +1,9 @@
-"""Real servers, real HTTP: start the service under uWSGI/gunicorn, talk to it over loopback."""
+"""Run the reference service under a real server and talk to it over loopback HTTP.
+
+Used by ``postfork bench``, the benchmarks and the end-to-end tests: the server is started
+the way ``postfork serve`` starts it (same command, same environment), in its own process
+group, with its output in a log file.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from postfork import DatabaseURL
-from postfork._serve import ServeOptions, command, environment
+from .._serve import ServeOptions, command, environment
+from .._url import DatabaseURL
 
 
 def free_port() -> int:
