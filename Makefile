@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench-pool clean
+.PHONY: demo test lint typecheck bench-pool bench-respawn clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -31,6 +31,10 @@ typecheck: $(STAMP)
 
 bench-pool: $(STAMP)
 	$(BIN)/python benchmarks/pool_overhead.py --iterations 20000 --json benchmarks/results/pool_overhead.json
+
+bench-respawn: $(STAMP)
+	command -v wrk >/dev/null || ./scripts/system-deps.sh wrk
+	$(BIN)/python benchmarks/respawn_gap.py --json benchmarks/results/respawn_gap.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

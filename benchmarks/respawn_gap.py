@@ -5,8 +5,9 @@
    fork + post-fork warm-up.
 2. Closed loop: 4 processes, the shipped recycling configuration (max-requests = 100 plus the
    per-worker delta/jitter), wrk with 8 connections for 15 s; every variant twice, interleaved,
-   against the same service without recycling. wrk's req/s and max are used, not its
-   percentiles (wrk 4.1 pads its histogram).
+   against the same service without recycling, and against uWSGI's own recycling defaults
+   (the recycling storm). wrk's req/s and max are used, not its percentiles (wrk 4.1 pads
+   its histogram).
 
     .venv/bin/python benchmarks/respawn_gap.py [--database-url URL] [--json PATH]
 """
@@ -14,12 +15,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +39,24 @@ GAP_VARIANTS = [
     ("uwsgi, accelerator off", "uwsgi", OFF),
     ("gunicorn (anchor)", "gunicorn", {}),
 ]
+# uWSGI's own defaults: workers younger than 10 s are not recycled (so workers that started
+# together recycle together, every 10 s), no per-worker delta, the 2 s fork-bomb sleep.
+UWSGI_DEFAULTS = (
+    "--min-worker-lifetime",
+    "10",
+    "--max-requests-delta",
+    "0",
+    "--forkbomb-delay",
+    "2",
+)
 LOOP_VARIANTS = [
-    ("uwsgi, no recycling", "uwsgi", 0, {}),
-    ("uwsgi, max-requests 100, accelerator on", "uwsgi", 100, {}),
-    ("uwsgi, max-requests 100, accelerator off", "uwsgi", 100, OFF),
-    ("gunicorn, no recycling", "gunicorn", 0, {}),
-    ("gunicorn, max_requests 100", "gunicorn", 100, {}),
+    ("uwsgi, no recycling", "uwsgi", 0, {}, ()),
+    ("uwsgi, max-requests 100, accelerator on", "uwsgi", 100, {}, ()),
+    ("uwsgi, max-requests 100, accelerator off", "uwsgi", 100, OFF, ()),
+    ("uwsgi, uWSGI's recycling defaults, accelerator off", "uwsgi", 100, OFF, UWSGI_DEFAULTS),
+    ("uwsgi, uWSGI's recycling defaults, accelerator on", "uwsgi", 100, {}, UWSGI_DEFAULTS),
+    ("gunicorn, no recycling", "gunicorn", 0, {}, ()),
+    ("gunicorn, max_requests 100", "gunicorn", 100, {}, ()),
 ]
 
 
@@ -49,6 +64,22 @@ def no_spread(server: str) -> tuple[str, ...]:
     if server == "uwsgi":
         return ("--max-requests-delta", "0")
     return ("--max-requests-jitter", "0")
+
+
+WARM_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO postfork.install: "
+    r"pid (\d+): warm in ([\d.]+) ms",
+    re.MULTILINE,
+)
+
+
+def post_fork_times(log: str) -> dict[int, float]:
+    """When each worker's post-fork hook started: its "warm in X ms" line's time minus X."""
+    times = {}
+    for stamp, pid, warm_ms in WARM_LINE.findall(log):
+        logged = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        times[int(pid)] = logged - float(warm_ms) / 1e3
+    return times
 
 
 def measure_gap(url: DatabaseURL, server: str, env: dict[str, str]) -> dict[str, float]:
@@ -59,25 +90,46 @@ def measure_gap(url: DatabaseURL, server: str, env: dict[str, str]) -> dict[str,
         bind=f"127.0.0.1:{free_port()}",
         extra=no_spread(server),
     )
+    received: list[float] = []  # wall-clock time each response arrived
     with ServiceProcess(url, options, env=env) as service:
-        responses = [get(service.port, f"/v1/accounts/{i % 50 + 1}/summary") for i in range(200)]
+        responses = []
+        for i in range(200):
+            responses.append(get(service.port, f"/v1/accounts/{i % 50 + 1}/summary"))
+            received.append(time.time())
+        forked = post_fork_times(service.log())
     assert all(r.status == 200 for r in responses)
-    firsts = [r.elapsed * 1e3 for r in responses[1:] if r.worker[1] == 1]
     steady = statistics.median(r.elapsed * 1e3 for r in responses if r.worker[1] > 1)
-    costs = sorted(ms - steady for ms in firsts)
-    return {
+    costs = sorted(r.elapsed * 1e3 - steady for r in responses[1:] if r.worker[1] == 1)
+    # the gap: the old worker's last response (as received) -> the new worker's post-fork hook
+    gaps = sorted(
+        (forked[r.worker[0]] - received[i - 1]) * 1e3
+        for i, r in enumerate(responses)
+        if i and r.worker[1] == 1 and r.worker[0] in forked
+    )
+    row = {
         "respawns": len(costs),
         "steady_median_ms": steady,
-        "respawn_cost_p50_ms": statistics.median(costs),
-        "respawn_cost_max_ms": costs[-1],
+        "first_after_respawn_extra_p50_ms": statistics.median(costs),
+        "first_after_respawn_extra_max_ms": costs[-1],
     }
+    if gaps:  # gunicorn without preload_app logs no post-fork warm line
+        row |= {
+            "gap_p50_ms": statistics.median(gaps),
+            "gap_p99_ms": gaps[round(0.99 * (len(gaps) - 1))],
+            "gap_max_ms": gaps[-1],
+        }
+    return row
 
 
 def measure_loop(
-    url: DatabaseURL, server: str, max_requests: int, env: dict[str, str]
+    url: DatabaseURL, server: str, max_requests: int, env: dict[str, str], extra: tuple[str, ...]
 ) -> dict[str, float]:
     options = ServeOptions(
-        server=server, processes=4, max_requests=max_requests, bind=f"127.0.0.1:{free_port()}"
+        server=server,
+        processes=4,
+        max_requests=max_requests,
+        bind=f"127.0.0.1:{free_port()}",
+        extra=extra,
     )
     with ServiceProcess(url, options, env=env) as service:
         out = subprocess.run(
@@ -119,15 +171,23 @@ def main() -> None:
         print(f"database {url.redacted()} [{origin}]")
         for label, server, env in GAP_VARIANTS:
             report["gap"][label] = row = measure_gap(url, server, env)
+            gap = (
+                f"; gap p50 {row['gap_p50_ms']:.1f} ms, p99 {row['gap_p99_ms']:.1f} ms, "
+                f"max {row['gap_max_ms']:.1f} ms"
+                if "gap_p50_ms" in row
+                else ""
+            )
             print(
-                f"gap  {label:<44} respawn cost p50 {row['respawn_cost_p50_ms']:7.1f} ms "
-                f"max {row['respawn_cost_max_ms']:7.1f} ms ({row['respawns']} respawns)"
+                f"gap  {label:<32} first request after respawn "
+                f"+{row['first_after_respawn_extra_p50_ms']:.1f} ms p50, "
+                f"+{row['first_after_respawn_extra_max_ms']:.1f} ms max{gap} "
+                f"({row['respawns']} respawns)"
             )
         for _round in range(2):
-            for label, server, max_requests, env in LOOP_VARIANTS:
-                row = measure_loop(url, server, max_requests, env)
+            for label, server, max_requests, env, extra in LOOP_VARIANTS:
+                row = measure_loop(url, server, max_requests, env, extra)
                 report["loop"].setdefault(label, []).append(row)
-                print(f"loop {label:<44} {row['rps']:8.1f} req/s  max {row['max_ms']:7.1f} ms")
+                print(f"loop {label:<52} {row['rps']:8.1f} req/s  max {row['max_ms']:7.1f} ms")
     summary = {
         label: {
             "rps": statistics.mean(r["rps"] for r in rows),

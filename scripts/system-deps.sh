@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages postfork needs, only when they are missing:
 # mariadb-server (the embedded database), libmariadb-dev + pkg-config (to build mysqlclient).
+# Extra package names given as arguments (e.g. wrk for a benchmark) are installed the same way.
 set -euo pipefail
 
-packages=(mariadb-server libmariadb-dev pkg-config)
+packages=(mariadb-server libmariadb-dev pkg-config "$@")
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
