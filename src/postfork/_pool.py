@@ -154,10 +154,6 @@ class Pool:
 
     # -- public API -------------------------------------------------------------------------
 
-    @property
-    def driver_name(self) -> str:
-        return self._driver.name
-
     def connection(self) -> Lease:
         """``with pool.connection() as conn:`` leases a DB-API connection for the block."""
         return Lease(self)
