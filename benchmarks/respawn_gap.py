@@ -28,10 +28,9 @@ from typing import Any
 
 from postfork import DatabaseURL
 from postfork._database import selected_database
-from postfork._drivers import connect
 from postfork._serve import ServeOptions
 from postfork.bench.runner import ServiceProcess, free_port, get
-from postfork.service.schema import SeedPlan, seed
+from postfork.service.schema import seed_database
 
 OFF = {"POSTFORK_ACCELERATE_RESPAWNS": "false"}
 GAP_VARIANTS = [
@@ -165,9 +164,7 @@ def main() -> None:
         sys.exit("wrk is needed for the closed-loop part: apt-get install -y wrk")
     report: dict[str, Any] = {"gap": {}, "loop": {}}
     with selected_database(args.database_url) as (url, origin):
-        conn = connect(url)
-        seed(conn, SeedPlan())
-        conn.close()
+        seed_database(url)
         print(f"database {url.redacted()} [{origin}]")
         for label, server, env in GAP_VARIANTS:
             report["gap"][label] = row = measure_gap(url, server, env)

@@ -184,7 +184,7 @@ class Pool:
         self._ensure_process()
         doomed: list[Slot] = []
         with self._lock:
-            if self._closed:
+            if self._closed or not self._keep_idle:
                 return
             now = self._clock()
             for slot in list(self._idle):
@@ -193,9 +193,11 @@ class Pool:
                     self._mark_discarded(slot, reason)
                     doomed.append(slot)
             self._find_leaks(now)
+            short = len(self._idle) < self.min_idle and self._size() < self.max_size
         self._log_leaks()
         self._close_all(doomed)
-        self.warm()
+        if short:  # runs after every response: warm() and its lock only when there is work
+            self.warm()
 
     def close(self) -> None:
         """Close idle connections now; leased ones are closed when their lease ends."""

@@ -69,18 +69,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_db_seed(args: argparse.Namespace) -> int:
-    from ._drivers import connect
-    from .service.schema import SeedPlan, seed
+    from .service.schema import SeedPlan, seed_database
 
     plan = SeedPlan(
         accounts=args.accounts, orders_per_account=args.orders_per_account, seed=args.seed
     )
     with selected_database(args.database_url, temporary=False) as (url, _origin):
-        conn = connect(url)
-        try:
-            report = seed(conn, plan)
-        finally:
-            conn.close()
+        report = seed_database(url, plan)
     verb = "seeded" if report.created else "already seeded:"
     _say(f"{verb} {report.accounts} accounts, {report.orders} orders in {url.redacted()}")
     return 0
@@ -88,8 +83,7 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import _serve
-    from ._drivers import connect
-    from .service.schema import SeedPlan, seed
+    from .service.schema import seed_database
 
     options = _serve.ServeOptions(
         server=args.server,
@@ -102,11 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     _serve.command(options)  # validate before starting anything
     with selected_database(args.database_url) as (url, origin):
-        conn = connect(url)
-        try:
-            seed(conn, SeedPlan())
-        finally:
-            conn.close()
+        seed_database(url)
         print(
             f"postfork serve: {args.server} on http://{args.bind} ({args.processes} "
             f"processes, max-requests {args.max_requests}, connect {args.connect}); "

@@ -4,19 +4,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from postfork._drivers import connect
 from postfork._embedded import EmbeddedMariaDB
-from postfork.service.schema import SeedPlan, seed
+from postfork.service.schema import SeedPlan, seed_database
 
 SMALL_PLAN = SeedPlan(accounts=50, orders_per_account=20, seed=7)
 
 
 def seed_server(server: EmbeddedMariaDB, plan: SeedPlan = SMALL_PLAN) -> None:
-    conn = connect(server.url)
-    try:
-        seed(conn, plan)
-    finally:
-        conn.close()
+    seed_database(server.url, plan)
 
 
 @pytest.fixture(scope="module")

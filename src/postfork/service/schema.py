@@ -9,6 +9,9 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from .._drivers import connect
+from .._url import DatabaseURL
+
 log = logging.getLogger("postfork.service.schema")
 
 CATEGORIES = (
@@ -118,3 +121,12 @@ def seed(conn: Any, plan: SeedPlan = SeedPlan()) -> SeedReport:
     conn.commit()
     log.info("seeded %d accounts and %d orders", plan.accounts, orders)
     return SeedReport(accounts=plan.accounts, orders=orders, created=True)
+
+
+def seed_database(url: DatabaseURL, plan: SeedPlan = SeedPlan()) -> SeedReport:
+    """``seed()`` over a connection of its own (``postfork db seed``, ``serve``, tests)."""
+    conn = connect(url)
+    try:
+        return seed(conn, plan)
+    finally:
+        conn.close()
