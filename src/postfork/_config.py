@@ -30,7 +30,7 @@ def state_dir() -> Path:
     return Path(cache) / "postfork"
 
 
-CONNECT_MODES = ("warm", "postfork", "lazy")
+CONNECT_MODES = ("warm", "postfork", "lazy", "sqlalchemy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,9 @@ class ServiceSettings:
     """How the reference service runs, from ``POSTFORK_*`` variables (see the README)."""
 
     database_url: str
-    connect: str = "warm"  # warm: full warm-up; postfork: connect after fork only; lazy: on demand
+    # warm: full warm-up; postfork: connect after fork only; lazy: on demand;
+    # sqlalchemy: SQLAlchemy's QueuePool with pool_pre_ping (the bench's baseline)
+    connect: str = "warm"
     driver: str = "mysqlclient"
     pool_size: int = 2
     checkout_timeout: float = 2.0

@@ -226,6 +226,10 @@ class Pool:
     def closed(self) -> bool:
         return self._closed
 
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether a driver error raised inside a lease means the connection is gone."""
+        return self._driver.is_disconnect(exc)
+
     def stats(self) -> dict[str, Any]:
         """A snapshot of this process's pool: sizes, connect costs, waits, discards by reason."""
         self._ensure_process()

@@ -6,8 +6,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from . import __version__, errors
+from . import __version__, _config, errors
 from ._database import selected_database
 from ._embedded import EmbeddedMariaDB
 
@@ -107,6 +108,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _serve.run(url, options)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from rich.console import Console
+
+        from .bench.main import run_bench
+        from .bench.suite import BenchOptions
+    except ImportError as exc:
+        raise errors.ConfigError(
+            f"postfork bench needs its extras ({exc.name} is missing): "
+            "pip install 'postfork[bench]'"
+        ) from exc
+
+    settings = {
+        "server": args.server,
+        "processes": args.processes,
+        "max_requests": args.max_requests,
+        "db_delay_ms": args.db_delay_ms,
+        "connections": args.connections,
+        "storms": not args.no_storms,
+        "driver": args.driver,
+        "database_url": args.database_url,
+        "scenario_names": tuple(args.scenarios or ()),
+    }
+    for name in ("rate", "duration", "closed_duration", "storm_duration"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    options = BenchOptions.quick(**settings) if args.quick else BenchOptions(**settings)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: do not squeeze the tables into 80 columns
+        console = Console(width=130)
+    return run_bench(options, args.json, args.plot, console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postfork",
@@ -146,10 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
     serve.add_argument(
         "--connect",
-        choices=("warm", "postfork", "lazy"),
+        choices=_config.CONNECT_MODES,
         default="warm",
         help="warm: postfork.install with warm-up (default); postfork: connect "
-        "after fork only; lazy: connect on first request (the story's before)",
+        "after fork only; lazy: connect on first request (the story's before); "
+        "sqlalchemy: SQLAlchemy QueuePool with pool_pre_ping instead of postfork",
     )
     serve.add_argument("--driver", choices=("mysqlclient", "pymysql"), default="mysqlclient")
     serve.add_argument("--database-url", help="default: $DATABASE_URL, else an embedded MariaDB")
@@ -157,6 +192,49 @@ def build_parser() -> argparse.ArgumentParser:
         "extra", nargs="*", help="after --: options passed to the server as they are"
     )
     serve.set_defaults(handler=cmd_serve)
+
+    bench = commands.add_parser(
+        "bench",
+        help="reproduce the 1%% tail and measure the fix: every scenario side by side",
+        description="Runs the reference service once per scenario (no-recycle, lazy, postfork, "
+        "warm, sqlalchemy) under a real server behind a delay proxy, drives an open loop at a "
+        "fixed rate and a closed loop, then the recycling-storm variants; prints the tables "
+        "and the targets, writes --json and --plot.",
+    )
+    bench.add_argument("--server", choices=("uwsgi", "gunicorn"), default="uwsgi")
+    bench.add_argument("--processes", type=_positive_int, default=4)
+    bench.add_argument("--max-requests", type=_positive_int, default=100)
+    bench.add_argument(
+        "--db-delay-ms",
+        type=_non_negative_float,
+        default=1.0,
+        help="one-way delay of the proxy between the service and the database (0: no proxy)",
+    )
+    bench.add_argument(
+        "--rate", type=_positive_float, help="open loop req/s (default: 50 per process)"
+    )
+    bench.add_argument(
+        "--duration", type=_positive_float, help="open loop seconds per scenario (default 60)"
+    )
+    bench.add_argument(
+        "--closed-duration", type=_positive_float, help="closed loop seconds per scenario (20)"
+    )
+    bench.add_argument(
+        "--storm-duration", type=_positive_float, help="seconds per storm variant (default 30)"
+    )
+    bench.add_argument("--connections", type=_positive_int, default=8, help="closed loop (8)")
+    bench.add_argument(
+        "--scenarios",
+        type=_scenario_list,
+        help="comma-separated subset of no-recycle,lazy,postfork,warm,sqlalchemy",
+    )
+    bench.add_argument("--no-storms", action="store_true", help="skip the recycling storms")
+    bench.add_argument("--quick", action="store_true", help="short runs: about 2.5 minutes")
+    bench.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    bench.add_argument("--plot", type=Path, metavar="PATH", help="write the percentile plot (PNG)")
+    bench.add_argument("--driver", choices=("mysqlclient", "pymysql"), default="mysqlclient")
+    bench.add_argument("--database-url", help="default: $DATABASE_URL, else an embedded MariaDB")
+    bench.set_defaults(handler=cmd_bench)
 
     for name, handler, text in (
         ("demo", cmd_demo, "show the fork problem and the pool's answer on a real database"),
@@ -177,6 +255,34 @@ def _positive_int(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _scenario_list(text: str) -> list[str]:
+    from .bench.scenarios import select
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    try:
+        select(names)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
 
 
 def _non_negative_int(text: str) -> int:

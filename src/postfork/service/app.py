@@ -22,6 +22,7 @@ from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_para
 if TYPE_CHECKING:
     from .._install import Installation
     from .._pool import Pool
+    from ..bench.sqlalchemy_pool import SQLAlchemyPool
 
 log = logging.getLogger("postfork.service")
 
@@ -97,7 +98,9 @@ class _AfterResponse:
 class Service:
     """The WSGI callable: routes, input rules, queries through the pool, JSON out."""
 
-    def __init__(self, pool: Pool, installation: Installation | None, connect_mode: str) -> None:
+    def __init__(
+        self, pool: Pool | SQLAlchemyPool, installation: Installation | None, connect_mode: str
+    ) -> None:
         self.pool = pool
         self.installation = installation
         self.connect_mode = connect_mode
@@ -137,7 +140,7 @@ class Service:
             log.warning("503: %s", exc)
             return 503, {"error": "database unavailable, retry shortly"}, _retry_after()
         except Exception as exc:
-            if self.pool._driver.is_disconnect(exc):
+            if self.pool.is_disconnect(exc):
                 log.warning("503: connection lost during the request: %r", exc)
                 return 503, {"error": "database connection lost, retry shortly"}, _retry_after()
             log.exception("500 on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))

@@ -3,7 +3,8 @@
 ``DATABASE_URL`` and the ``POSTFORK_*`` variables (see the README) choose the database and the
 connection mode: ``warm`` (postfork.install with a synthetic warm-up request), ``postfork``
 (connect right after fork, nothing else: the story's fix) or ``lazy`` (connect on a worker's
-first request: the story's "before").
+first request: the story's "before"); ``sqlalchemy`` runs it on SQLAlchemy's QueuePool with
+``pool_pre_ping`` instead, the bench's baseline.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ def build(settings: _config.ServiceSettings) -> Service:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    if settings.connect == "sqlalchemy":
+        from ..bench.sqlalchemy_pool import SQLAlchemyPool
+
+        baseline = SQLAlchemyPool(
+            settings.database_url,
+            driver=settings.driver,
+            max_size=settings.pool_size,
+            checkout_timeout=settings.checkout_timeout,
+            connect_timeout=settings.connect_timeout,
+        )
+        return Service(baseline, None, settings.connect)
     lazy = settings.connect == "lazy"
     pool = Pool(
         settings.database_url,

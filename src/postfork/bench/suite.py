@@ -1,0 +1,282 @@
+"""``postfork bench``: every scenario in one run, on one machine, one database, one proxy.
+
+The order of work: pick the database (argument, ``DATABASE_URL`` or the embedded MariaDB) and
+seed it; start the delay proxy and measure what it really adds; measure the load generator's
+ceiling; then for each scenario start the service under the real server, let its workers come
+up, drive the open loop (the story's regime) and the closed loop (throughput), stop it and keep
+its log. The recycling-storm variants run closed loop only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .._database import selected_database
+from .._drivers import connect
+from .._serve import ServeOptions
+from .._url import DatabaseURL
+from ..service.schema import seed_database
+from . import analysis, loadgen
+from .delay_proxy import ProxyProcess
+from .runner import ServiceProcess, free_port
+from .scenarios import STORMS, Scenario
+
+SETTLE_SECONDS = 1.0  # after the server answers: the other workers finish their start-up
+# Before the first measured run, unrecorded: page cache, buffer pool, CPU frequency, the proxy.
+SYSTEM_WARMUP = loadgen.LoadSpec(port=0, duration=2.0, connections=4)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    server: str = "uwsgi"
+    processes: int = 4
+    max_requests: int = 100
+    db_delay_ms: float = 1.0
+    rate: float = 0.0  # open loop req/s; 0: 50 per process
+    duration: float = 60.0  # open loop seconds per scenario
+    closed_duration: float = 20.0
+    connections: int = 8
+    storm_duration: float = 30.0
+    storms: bool = True
+    driver: str = "mysqlclient"
+    database_url: str | None = None
+    scenario_names: tuple[str, ...] = ()
+
+    @property
+    def open_rate(self) -> float:
+        return self.rate or 50.0 * self.processes
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchOptions:
+        """About 2.5 minutes on a 2-core machine (what ``make demo`` runs)."""
+        return replace(cls(duration=12.0, closed_duration=4.0, storm_duration=12.0), **overrides)
+
+    def planned_seconds(self, scenarios: int) -> float:
+        per_scenario = self.duration + self.closed_duration + SETTLE_SECONDS + 2.0
+        storms = len(STORMS) * (self.storm_duration + SETTLE_SECONDS + 2.0) if self.storms else 0
+        return scenarios * per_scenario + storms
+
+
+Tick = Callable[[str, float], None]  # (what is running, seconds of planned work done)
+
+
+@dataclass
+class ScenarioRun:
+    scenario: Scenario
+    open_loop: loadgen.LoadResult | None
+    closed_loop: loadgen.LoadResult
+    log: str
+
+
+def proxied(url: DatabaseURL, port: int) -> DatabaseURL:
+    """The same database, reached over TCP through the delay proxy on 127.0.0.1:port."""
+    options = {k: v for k, v in url.options.items() if k != "unix_socket"}
+    return replace(url, host="127.0.0.1", port=port, options=options)
+
+
+def proxy_target(url: DatabaseURL) -> str:
+    return f"unix:{url.unix_socket}" if url.unix_socket else f"tcp:{url.host}:{url.port}"
+
+
+@contextmanager
+def service_database(
+    url: DatabaseURL, delay_ms: float
+) -> Iterator[tuple[DatabaseURL, dict[str, Any]]]:
+    """The URL the service uses (through the proxy when there is a delay) and the proxy's
+    measured cost."""
+    if delay_ms <= 0:
+        yield url, {"delay_ms": 0.0}
+        return
+    with ProxyProcess(proxy_target(url), delay_ms) as proxy:
+        through = proxied(url, proxy.port)
+        yield through, validate_proxy(url, through, delay_ms)
+
+
+def validate_proxy(direct: DatabaseURL, through: DatabaseURL, delay_ms: float) -> dict[str, Any]:
+    """What the proxy really adds: a query's round trip and a connect, direct and through it."""
+
+    def costs(url: DatabaseURL) -> tuple[float, float]:
+        connects, queries = [], []
+        for _ in range(5):
+            started = time.perf_counter()
+            conn = connect(url, timeout=5)
+            connects.append(time.perf_counter() - started)
+            try:
+                cursor = conn.cursor()
+                for _ in range(40):
+                    started = time.perf_counter()
+                    cursor.execute("SELECT 1")
+                    cursor.fetchall()
+                    queries.append(time.perf_counter() - started)
+            finally:
+                conn.close()
+        return statistics.median(queries) * 1e3, statistics.median(connects) * 1e3
+
+    query_direct, connect_direct = costs(direct)
+    query_proxied, connect_proxied = costs(through)
+    added = query_proxied - query_direct
+    return {
+        "delay_ms": delay_ms,
+        "expected_round_trip_ms": 2 * delay_ms,
+        "added_round_trip_ms": added,
+        "query_direct_ms": query_direct,
+        "query_proxied_ms": query_proxied,
+        "connect_direct_ms": connect_direct,
+        "connect_proxied_ms": connect_proxied,
+        "connect_round_trips": (connect_proxied - connect_direct) / (2 * delay_ms),
+        "within_tolerance": abs(added - 2 * delay_ms) <= max(0.5, 0.25 * delay_ms),
+    }
+
+
+class Suite:
+    def __init__(self, options: BenchOptions, scenarios: tuple[Scenario, ...], tick: Tick):
+        self.options = options
+        self.scenarios = scenarios
+        self._tick = tick
+        self._done = 0.0  # planned seconds of work finished
+        self._system_warm = False
+        # sorted latencies per run, for the plot: {"open loop"|"closed loop": {name: [ms]}}
+        self.curves: dict[str, dict[str, list[float]]] = {"open loop": {}, "closed loop": {}}
+
+    def run(self) -> dict[str, Any]:
+        opts = self.options
+        report: dict[str, Any] = {
+            "schema": "postfork-bench/1",
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": "postfork " + " ".join(sys.argv[1:]) if sys.argv else "",
+            "machine": machine(),
+            "settings": {**asdict(opts), "open_rate": opts.open_rate, "database_url": None},
+        }
+        with selected_database(opts.database_url) as (url, origin):
+            report["database"] = {"url": url.redacted(), "origin": origin}
+            self._tick("seeding the database", self._done)
+            seed_database(url)
+            with service_database(url, opts.db_delay_ms) as (service_url, proxy):
+                report["proxy"] = proxy
+                self._tick("measuring the load generator's ceiling", self._done)
+                report["generator"] = {"ceiling_rps": loadgen.ceiling()}
+                runs = [
+                    self._run(service_url, scenario, storm=False) for scenario in self.scenarios
+                ]
+                storms = (
+                    [self._run(service_url, s, storm=True) for s in STORMS] if opts.storms else []
+                )
+        report["scenarios"] = {run.scenario.name: self._story_figures(run) for run in runs}
+        report["storms"] = {run.scenario.name: self._storm_figures(run) for run in storms}
+        report["generator"].update(generator_load(runs, report["generator"]["ceiling_rps"]))
+        return report
+
+    # -- one server run ------------------------------------------------------------------
+
+    def _run(self, url: DatabaseURL, scenario: Scenario, *, storm: bool) -> ScenarioRun:
+        opts = self.options
+        options = ServeOptions(
+            server=opts.server,
+            processes=opts.processes,
+            max_requests=opts.max_requests if scenario.recycle else 0,
+            bind=f"127.0.0.1:{free_port()}",
+            connect=scenario.connect,
+            driver=opts.driver,
+            extra=scenario.extra(opts.server),
+        )
+        label = scenario.name
+        self._tick(f"{label}: starting {opts.server}", self._done)
+        with ServiceProcess(url, options, env=scenario.env) as service:
+            time.sleep(SETTLE_SECONDS)
+            if not self._system_warm:  # the first server also warms the proxy and the database
+                loadgen.run(replace(SYSTEM_WARMUP, port=service.port))
+                self._system_warm = True
+            self._done += SETTLE_SECONDS + 2.0
+            open_loop = None
+            if not storm:
+                spec = loadgen.LoadSpec(
+                    port=service.port, duration=opts.duration, rate=opts.open_rate
+                )
+                open_loop = self._load(f"{label}: open loop", spec)
+            duration = opts.storm_duration if storm else opts.closed_duration
+            spec = loadgen.LoadSpec(
+                port=service.port, duration=duration, connections=opts.connections
+            )
+            closed_loop = self._load(f"{label}: closed loop", spec)
+            log = service.log()
+        return ScenarioRun(scenario, open_loop, closed_loop, log)
+
+    def _load(self, label: str, spec: loadgen.LoadSpec) -> loadgen.LoadResult:
+        base = self._done
+        result = loadgen.run(
+            spec, lambda elapsed: self._tick(label, base + min(elapsed, spec.duration))
+        )
+        self._done = base + spec.duration
+        return result
+
+    # -- figures -------------------------------------------------------------------------
+
+    def _story_figures(self, run: ScenarioRun) -> dict[str, Any]:
+        assert run.open_loop is not None
+        figures = analysis.summarize(run.open_loop, self.options.processes)
+        figures["summary"] = run.scenario.summary
+        figures["closed_loop"] = closed_figures(run.closed_loop)
+        figures["send_lag_p99_ms"] = send_lag_p99_ms(run.open_loop)
+        self.curves["open loop"][run.scenario.name] = sorted(
+            analysis.latencies_ms(run.open_loop.samples)
+        )
+        return figures
+
+    def _storm_figures(self, run: ScenarioRun) -> dict[str, Any]:
+        figures = closed_figures(run.closed_loop)
+        self.curves["closed loop"][run.scenario.name] = sorted(
+            analysis.latencies_ms(run.closed_loop.samples)
+        )
+        gaps = analysis.respawn_gaps(run.closed_loop, self.options.processes, run.log)
+        workers = analysis.Workers.of(run.closed_loop.samples)
+        figures["summary"] = run.scenario.summary
+        figures["respawns"] = len(workers.born_during_run(self.options.processes))
+        for name, values in (("to_fork", gaps.to_fork), ("to_ready", gaps.to_ready)):
+            figures[f"respawn_gap_{name}_p50_ms"] = analysis.percentile(values, 50.0)
+            figures[f"respawn_gap_{name}_p99_ms"] = analysis.percentile(values, 99.0)
+            figures[f"respawn_gap_{name}_max_ms"] = values[-1] if values else math.nan
+        return figures
+
+
+def closed_figures(result: loadgen.LoadResult) -> dict[str, Any]:
+    samples = result.samples
+    ordered = sorted(analysis.latencies_ms(samples))
+    return {
+        "requests": len(samples),
+        "errors": sum(1 for status in samples.status if status != 200),
+        "rps": len(samples) / result.elapsed if result.elapsed > 0 else 0.0,
+        "p50_ms": analysis.percentile(ordered, 50.0),
+        "p99_ms": analysis.percentile(ordered, 99.0),
+        "max_ms": ordered[-1] if ordered else float("nan"),
+    }
+
+
+def send_lag_p99_ms(result: loadgen.LoadResult) -> float:
+    samples = result.samples
+    lags = sorted((sent - due) * 1e3 for sent, due in zip(samples.sent, samples.due, strict=True))
+    return analysis.percentile(lags, 99.0)
+
+
+def generator_load(runs: list[ScenarioRun], ceiling_rps: float) -> dict[str, Any]:
+    """How close the closed loops came to the generator's own ceiling."""
+    peak = max((len(r.closed_loop.samples) / r.closed_loop.elapsed for r in runs), default=0.0)
+    return {"peak_closed_loop_rps": peak, "peak_share_of_ceiling": peak / ceiling_rps}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
