@@ -32,39 +32,43 @@ def percentile(ordered: list[float], pct: float) -> float:
     """Nearest-rank percentile of an ascending list (an observed value, never interpolated)."""
     if not ordered:
         return math.nan
-    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    rank = max(1, math.ceil(round(pct / 100.0 * len(ordered), 9)))  # 99.9% of 1000 is 999
     return ordered[rank - 1]
 
 
 @dataclass
 class Workers:
-    """Who answered what: each pid's first and last answered request (indices into samples)."""
+    """Who answered what: each pid's first and last request (indices into samples)."""
 
     first: dict[int, int] = field(default_factory=dict)
     last: dict[int, int] = field(default_factory=dict)
-    order: list[int] = field(default_factory=list)  # pids by their first answered request
+    order: list[int] = field(default_factory=list)  # pids by when their first request was answered
+    by_last: list[int] = field(default_factory=list)  # pids by when their last request was answered
 
     @classmethod
     def of(cls, samples: Samples) -> Workers:
+        """A worker's first and last requests are its lowest and highest request numbers (the
+        server's own count, from ``X-Worker``), not the first and last answers to arrive."""
         workers = cls()
-        for index in sorted(range(len(samples)), key=samples.done.__getitem__):
-            pid = samples.pid[index]
+        for index in range(len(samples)):
+            pid, number = samples.pid[index], samples.number[index]
             if not pid:
                 continue
-            if pid not in workers.first:
+            if pid not in workers.first or number < samples.number[workers.first[pid]]:
                 workers.first[pid] = index
-                workers.order.append(pid)
-            workers.last[pid] = index
+            if pid not in workers.last or number > samples.number[workers.last[pid]]:
+                workers.last[pid] = index
+        workers.order = sorted(workers.first, key=lambda pid: samples.done[workers.first[pid]])
+        workers.by_last = sorted(workers.last, key=lambda pid: samples.done[workers.last[pid]])
         return workers
 
     def born_during_run(self, processes: int) -> list[int]:
         return self.order[processes:]
 
     def retired(self, processes: int) -> list[int]:
-        """Workers that stopped answering and were replaced: all but the last ``processes``
-        to answer."""
-        by_last = sorted(self.last, key=self.last.__getitem__)
-        return by_last[: max(0, len(by_last) - processes)]
+        """Workers that stopped answering and were replaced: all but the ``processes`` whose
+        last answer came last."""
+        return self.by_last[: max(0, len(self.by_last) - processes)]
 
 
 def latencies_ms(samples: Samples) -> list[float]:
