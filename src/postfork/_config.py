@@ -46,6 +46,9 @@ class ServiceSettings:
     checkout_timeout: float = 2.0
     connect_timeout: float = 2.0
     log_level: str = "INFO"
+    access_log: str = "logfmt"  # logfmt, json or off: one line per request (postfork.access)
+    profile: str = ""  # ProfileSettings text, e.g. "every=100,first=1"; empty: no profiling
+    metrics: bool = True  # /metrics, aggregated over the server's workers
 
 
 def accelerate_respawns() -> bool:
@@ -70,6 +73,9 @@ def service_settings() -> ServiceSettings:
         checkout_timeout=_number("POSTFORK_CHECKOUT_TIMEOUT", 2.0),
         connect_timeout=_number("POSTFORK_CONNECT_TIMEOUT", 2.0),
         log_level=_choice("POSTFORK_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        access_log=_choice("POSTFORK_ACCESS_LOG", "logfmt", ("logfmt", "json", "off")),
+        profile=os.environ.get("POSTFORK_PROFILE", "").strip(),
+        metrics=_choice("POSTFORK_METRICS", "on", ("on", "off")) == "on",
     )
 
 

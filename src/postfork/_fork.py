@@ -23,15 +23,20 @@ class ForkAware(Protocol):
     def _before_fork(self) -> None: ...
     def _after_fork_in_parent(self) -> None: ...
     def _ensure_process(self) -> None: ...
-    def close(self) -> None: ...
+    def _close_at_exit(self) -> None: ...
 
 
 class AfterForkListener(Protocol):
     def after_fork(self) -> None: ...
 
 
+class ExitListener(Protocol):
+    def at_exit(self) -> None: ...
+
+
 _pools: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 _listeners: weakref.WeakSet[AfterForkListener] = weakref.WeakSet()
+_exit_listeners: weakref.WeakSet[ExitListener] = weakref.WeakSet()
 _handled_pid = os.getpid()  # the child hook runs once per process, whichever path calls it
 _uwsgi_hooked = False
 _exited_pid = 0
@@ -47,6 +52,13 @@ def register(pool: ForkAware) -> None:
 def add_listener(listener: AfterForkListener) -> None:
     """Call ``listener.after_fork()`` in every child, after its pools were reset."""
     _listeners.add(listener)
+    _hook_uwsgi_once()
+
+
+def add_exit_listener(listener: ExitListener) -> None:
+    """Call ``listener.at_exit()`` when this process exits, before its pools are closed
+    (also where uWSGI skips interpreter teardown: its own atexit hook runs it)."""
+    _exit_listeners.add(listener)
     _hook_uwsgi_once()
 
 
@@ -104,14 +116,18 @@ def _at_exit() -> None:
     if _exited_pid == os.getpid():
         return  # uWSGI may run it twice: its own atexit hook, then Python's during teardown
     _exited_pid = os.getpid()
+    for listener in list(_exit_listeners):
+        try:
+            listener.at_exit()
+        except Exception:
+            log.exception("exit listener %r failed", listener)
     # A child forked from C that never used its pools: abandon inherited connections before
     # interpreter teardown collects them (which would send COM_QUIT on the parent's sockets).
     # Then close this process's own connections cleanly: a server that skips interpreter
     # teardown (uWSGI skip-atexit-teardown) would otherwise leave them to be reset.
     for pool in _live_pools():
         try:
-            pool._ensure_process()
-            pool.close()
+            pool._close_at_exit()
         except Exception:
             log.exception("closing connections at exit failed")
 

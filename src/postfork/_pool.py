@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from . import _fork
+from . import _fork, _timing
 from ._drivers import Driver, load_driver, translate_connect_error
 from ._slot import Event, Slot, SlotState
 from ._url import DatabaseURL, parse_url
@@ -48,6 +48,13 @@ class _Counters:
         default_factory=lambda: dict.fromkeys(DISCARD_REASONS, 0)
     )
 
+    def snapshot(self) -> dict[str, Any]:
+        """A copy as a dict (``dataclasses.asdict`` deep-copies: 30x slower, and stats() runs
+        after every request when metrics are on)."""
+        copy = dict(self.__dict__)
+        copy["discards"] = dict(self.discards)
+        return copy
+
 
 class Lease:
     """One checkout of one connection; use it as a context manager.
@@ -56,12 +63,23 @@ class Lease:
     pool and ``connect_seconds`` spent opening a connection (0.0 when one was reused).
     """
 
-    __slots__ = ("_invalid", "_pool", "_slot", "connect_seconds", "connection_id", "wait_seconds")
+    __slots__ = (
+        "_held_since",
+        "_invalid",
+        "_pool",
+        "_request",
+        "_slot",
+        "connect_seconds",
+        "connection_id",
+        "wait_seconds",
+    )
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._slot: Slot | None = None
         self._invalid = False
+        self._request: _timing.RequestTiming | None = None
+        self._held_since = 0.0
         self.wait_seconds = 0.0
         self.connect_seconds = 0.0
         self.connection_id = 0
@@ -79,6 +97,12 @@ class Lease:
             raise RuntimeError("a Lease can be entered only once at a time")
         self._slot, self.wait_seconds, self.connect_seconds = self._pool._checkout()
         self.connection_id = self._slot.connection_id
+        request = self._request = _timing.current()
+        if request is not None:
+            request.wait += self.wait_seconds
+            request.connect += self.connect_seconds
+            request.connects += self.connect_seconds > 0.0
+            self._held_since = time.perf_counter()
         return self._slot.conn
 
     def __exit__(
@@ -88,6 +112,9 @@ class Lease:
         tb: TracebackType | None,
     ) -> None:
         slot, self._slot = self._slot, None
+        if self._request is not None:
+            self._request.db += time.perf_counter() - self._held_since
+            self._request = None
         if slot is not None:
             self._pool._checkin(slot, exc, self._invalid)
 
@@ -206,6 +233,32 @@ class Pool:
             self._closed = True
         self._drop_idle()
 
+    def _close_at_exit(self) -> None:
+        """``close()`` for exit hooks, which never wait for a lock: uWSGI runs its atexit hook
+        inside the signal handler of a worker it stops, and that signal may have interrupted
+        this very process in a pool call that holds the lock (waiting would hang the worker
+        until the master kills it). Busy then: the connections close with the process."""
+        if self._pid != os.getpid():
+            if not _fork.reset_lock.acquire(blocking=False):
+                return
+            try:
+                if self._pid != os.getpid():
+                    self._after_fork_in_child()
+            finally:
+                _fork.reset_lock.release()
+        if not self._lock.acquire(blocking=False):
+            log.debug("pid %d: pool busy at exit: not closing its connections", self._pid)
+            return
+        try:
+            self._closed = True
+            doomed = list(self._idle)
+            for slot in doomed:
+                self._mark_discarded(slot, "closed")
+            self._wake_all()
+        finally:
+            self._lock.release()
+        self._close_all(doomed)
+
     def _enter_master_mode(self) -> None:
         """In a server's master: close idle connections cleanly and keep none from now on, so
         workers inherit nothing. Every forked child leaves this mode (see _after_fork_in_child)."""
@@ -234,7 +287,7 @@ class Pool:
         """A snapshot of this process's pool: sizes, connect costs, waits, discards by reason."""
         self._ensure_process()
         with self._lock:
-            counters = dataclasses.replace(self._counters, discards=dict(self._counters.discards))
+            counters = self._counters.snapshot()
             connecting = sum(1 for slot in self._busy if slot.state is SlotState.CONNECTING)
             sizes = {"idle": len(self._idle), "in_use": len(self._busy) - connecting}
             sizes["connecting"] = connecting
@@ -247,7 +300,7 @@ class Pool:
             "max_size": self.max_size,
             "closed": self._closed,
             **sizes,
-            **dataclasses.asdict(counters),
+            **counters,
         }
 
     def __repr__(self) -> str:

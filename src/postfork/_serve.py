@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from . import _config
@@ -85,27 +86,43 @@ def command(options: ServeOptions) -> list[str]:
     raise ConfigError(f"--server must be one of {', '.join(SERVERS)}, got {options.server!r}")
 
 
+METRICS_DIR_PREFIX = "postfork-serve-metrics-"
+
+
 def environment(url: DatabaseURL, options: ServeOptions) -> dict[str, str]:
-    return {
+    """The server's environment. Unless the caller chose one, a fresh directory for the
+    workers' shared metrics files (see ``postfork.metrics``; remove it with
+    :func:`remove_metrics_dir` when the server has stopped)."""
+    env = {
         **os.environ,
         _config.DATABASE_URL_VAR: url.render_secret(),
         "POSTFORK_CONNECT": options.connect,
         "POSTFORK_DRIVER": options.driver,
         "POSTFORK_BIND": options.bind,
     }
+    if not env.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX)
+    return env
 
 
-def start(url: DatabaseURL, options: ServeOptions) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command(options), env=environment(url, options))
+def remove_metrics_dir(env: dict[str, str]) -> None:
+    """Remove the metrics directory :func:`environment` created (never one the caller chose)."""
+    path = env.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if Path(path).name.startswith(METRICS_DIR_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run(url: DatabaseURL, options: ServeOptions) -> int:
     """Run the server in the foreground until it exits or we are told to stop."""
-    server = start(url, options)
+    env = environment(url, options)
+    server = subprocess.Popen(command(options), env=env)
 
     def forward(signum: int, _frame: object) -> None:
         server.send_signal(signum)  # only forwards: the server does the work
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, forward)
-    return server.wait()
+    try:
+        return server.wait()
+    finally:
+        remove_metrics_dir(env)

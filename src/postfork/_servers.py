@@ -132,3 +132,42 @@ def drop_inherited_accelerator() -> None:
         threading.current_thread() is threading.main_thread()
     ):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def exit_reason(requests_served: int) -> str:
+    """Why a worker is exiting, as far as the server lets us know (for its exit log line)."""
+    uwsgi = _uwsgi()
+    if uwsgi is None or uwsgi.worker_id() <= 0:
+        return "process exit"
+    limit = _uwsgi_request_limit(uwsgi)
+    if 0 < limit <= requests_served:
+        return f"max-requests ({limit}) reached"
+    return "stopped or reloaded by the server"
+
+
+def exit_hooks_may_interrupt(requests_served: int) -> bool:
+    """Whether this exit's hooks may run inside a signal handler, on top of whatever Python code
+    the signal interrupted (so they must not take locks that code may hold). uWSGI calls its
+    atexit hook from the C handler of the signal that stops a worker; its recycling after
+    max-requests is an orderly call. Python's own signal handlers unwind first."""
+    uwsgi = _uwsgi()
+    if uwsgi is None or uwsgi.worker_id() <= 0:
+        return False
+    limit = _uwsgi_request_limit(uwsgi)
+    return not 0 < limit <= requests_served
+
+
+def _uwsgi_request_limit(uwsgi: ModuleType) -> int:
+    """This worker's max-requests: uWSGI adds (worker id - 1) x max-requests-delta."""
+    limit = _uwsgi_number(uwsgi, "max-requests")
+    if limit > 0:
+        limit += (uwsgi.worker_id() - 1) * _uwsgi_number(uwsgi, "max-requests-delta")
+    return limit
+
+
+def _uwsgi_number(uwsgi: ModuleType, option: str) -> int:
+    value = uwsgi.opt.get(option, b"0")
+    if isinstance(value, list):
+        value = value[-1]  # repeated option: the last one wins, as in uWSGI
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return int(text) if text.isdigit() else 0

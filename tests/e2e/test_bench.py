@@ -131,9 +131,7 @@ def test_the_table_and_the_plot_are_written(bench_run: tuple[dict[str, Any], Pat
     ],
 )
 def test_bad_input_is_one_line_without_a_password(args: list[str], message: str) -> None:
-    done = subprocess.run(
-        [POSTFORK, "bench", *args], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([POSTFORK, "bench", *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr

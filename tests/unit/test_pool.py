@@ -381,3 +381,19 @@ def test_child_abandons_inherited_connections_without_closing_the_parents_socket
         assert conn.client.recv(1) == b"x"
     leased.__exit__(None, None, None)
     assert leased_conn.rollbacks == 0 and pool.stats()["idle"] == 3
+
+
+def test_exit_hook_never_waits_for_a_lock_its_own_process_holds() -> None:
+    """uWSGI runs atexit hooks inside the signal handler of a worker it stops; the signal may
+    land while this very thread holds the pool's lock. Closing must not wait for it."""
+    driver = FakeDriver()
+    pool = make_pool(driver, min_idle=1, max_size=2)
+    pool.warm()
+    finished = threading.Event()
+    with pool._lock:  # the interrupted request path
+        worker = threading.Thread(target=lambda: (pool._close_at_exit(), finished.set()))
+        worker.start()
+        worker.join(2.0)
+        assert finished.is_set(), "the exit hook blocked on the pool's lock"
+    pool._close_at_exit()  # lock free again: now it closes
+    assert pool.closed and pool.stats()["idle"] == 0

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._serve import ServeOptions, command, environment
+from .._serve import ServeOptions, command, environment, remove_metrics_dir
 from .._url import DatabaseURL
 
 
@@ -57,7 +57,10 @@ def get(port: int, path: str, method: str = "GET", timeout: float = 10.0) -> Res
         headers = {name.lower(): value for name, value in reply.getheaders()}
     finally:
         conn.close()
-    body = json.loads(raw) if raw else None
+    if headers.get("content-type", "").startswith("application/json"):
+        body: Any = json.loads(raw) if raw else None
+    else:
+        body = raw.decode("utf-8", "replace")  # /metrics is text
     return Response(reply.status, headers, body, time.perf_counter() - started)
 
 
@@ -71,6 +74,7 @@ class ServiceProcess:
     argv: list[str] | None = None  # instead of the command `postfork serve` would run
     process: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    _env: dict[str, str] = field(default_factory=dict)
 
     @property
     def port(self) -> int:
@@ -78,7 +82,7 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         fd, self.log_path = tempfile.mkstemp(prefix="postfork-e2e-", suffix=".log")
-        env = {**environment(self.url, self.options), **self.env}
+        env = self._env = {**environment(self.url, self.options), **self.env}
         with os.fdopen(fd, "wb") as log:  # the server keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 self.argv or command(self.options),
@@ -101,14 +105,14 @@ class ServiceProcess:
         raise RuntimeError(f"server not up within {timeout}s:\n{self.log()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        remove_metrics_dir(self._env)
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as handle:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .. import _timing
 from .._drivers import connect, load_driver
 from .._url import DatabaseURL, parse_url
 from ..errors import DatabaseUnavailable, PoolTimeout
@@ -76,6 +77,8 @@ class _Lease:
         self._conn: Any = None
         self.connect_seconds = 0.0
         self.wait_seconds = 0.0  # the checkout apart from any connect: queueing and the ping
+        self._request: _timing.RequestTiming | None = None
+        self._held_since = 0.0
 
     def __enter__(self) -> Any:
         from sqlalchemy import exc as sa_exc
@@ -91,7 +94,17 @@ class _Lease:
         finally:
             self.connect_seconds = self._pool._connect_seconds - connected_before
             self.wait_seconds = time.perf_counter() - started - self.connect_seconds
+        self._request = _timing.current()
+        if self._request is not None:  # report to the timing middleware as postfork's pool does
+            self._request.connect += self.connect_seconds
+            self._request.connects += self.connect_seconds > 0.0
+            self._request.wait += self.wait_seconds
+            self._held_since = time.perf_counter()
         return self._conn
 
     def __exit__(self, *exc_info: object) -> None:
-        self._conn.close()
+        try:
+            self._conn.close()
+        finally:
+            if self._request is not None:
+                self._request.db += time.perf_counter() - self._held_since

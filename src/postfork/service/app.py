@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -48,39 +47,6 @@ ORDERS_SQL = (
 )
 
 
-class RequestTiming:
-    """What one request spent where; becomes its ``Server-Timing`` header."""
-
-    __slots__ = ("connect", "db", "started", "wait")
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.connect = self.wait = self.db = 0.0
-
-    def header(self) -> str:
-        app = time.perf_counter() - self.started
-        parts = (
-            ("db-connect", self.connect),
-            ("pool-wait", self.wait),
-            ("db", self.db),
-            ("app", app),
-        )
-        return ", ".join(f"{name};dur={seconds * 1e3:.3f}" for name, seconds in parts)
-
-
-class _WorkerCounter:
-    """Requests served by this process since its fork (reset in every child)."""
-
-    def __init__(self) -> None:
-        self.pid, self.count = os.getpid(), 0
-
-    def next(self) -> int:
-        if self.pid != os.getpid():
-            self.pid, self.count = os.getpid(), 0
-        self.count += 1
-        return self.count
-
-
 class _AfterResponse:
     """A response body whose ``close()`` (called by the server once the response is sent)
     does the pool's upkeep, so no request waits for it."""
@@ -104,7 +70,6 @@ class Service:
         self.pool = pool
         self.installation = installation
         self.connect_mode = connect_mode
-        self.requests = _WorkerCounter()
         self.routes: list[tuple[re.Pattern[str], Callable[..., dict[str, Any]]]] = [
             (re.compile(r"/v1/accounts/([^/]+)/summary"), self.account_summary),
             (re.compile(r"/v1/accounts/([^/]+)/orders"), self.account_orders),
@@ -113,27 +78,16 @@ class Service:
         ]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        timing = RequestTiming()
-        number = 0 if environ.get("postfork.warmup") else self.requests.next()
-        status, body, headers = self._respond(environ, timing)
+        status, body, headers = self._respond(environ)
         payload = json.dumps(body, separators=(",", ":")).encode()
-        headers.update(
-            {
-                "Content-Type": "application/json",
-                "Content-Length": str(len(payload)),
-                "Server-Timing": timing.header(),
-                "X-Worker": f"{os.getpid()}/{number}",
-            }
-        )
+        headers.update({"Content-Type": "application/json", "Content-Length": str(len(payload))})
         start_response(f"{status} {_REASONS[status]}", list(headers.items()))
         chunks = [] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
         return _AfterResponse(chunks, self._upkeep)
 
-    def _respond(
-        self, environ: dict[str, Any], timing: RequestTiming
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _respond(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         try:
-            return 200, self._route(environ, timing), {}
+            return 200, self._route(environ), {}
         except HTTPError as exc:
             return exc.status, {"error": exc.message}, exc.headers
         except (DatabaseUnavailable, PoolError) as exc:
@@ -146,7 +100,7 @@ class Service:
             log.exception("500 on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             return 500, {"error": "internal error"}, {}
 
-    def _route(self, environ: dict[str, Any], timing: RequestTiming) -> dict[str, Any]:
+    def _route(self, environ: dict[str, Any]) -> dict[str, Any]:
         path = environ.get("PATH_INFO", "") or "/"
         for pattern, handler in self.routes:
             match = pattern.fullmatch(path)
@@ -154,32 +108,28 @@ class Service:
                 continue
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
                 raise HTTPError(405, "only GET and HEAD are allowed", {"Allow": "GET, HEAD"})
-            return handler(environ, timing, *match.groups())
+            return handler(environ, *match.groups())
         raise HTTPError(404, "no such endpoint")
 
     # -- endpoints ------------------------------------------------------------------------
 
-    def account_summary(
-        self, environ: dict[str, Any], timing: RequestTiming, raw_id: str
-    ) -> dict[str, Any]:
+    def account_summary(self, environ: dict[str, Any], raw_id: str) -> dict[str, Any]:
         account_id = positive_id(raw_id, "account id")
         query_parameters(environ.get("QUERY_STRING", ""), {})
-        rows = self._query(timing, SUMMARY_SQL, (account_id,))
+        rows = self._query(SUMMARY_SQL, (account_id,))
         if not rows:
             raise HTTPError(404, f"account {account_id} not found")
         orders = [row for row in rows if row[0] is not None]
         return summarize(account_id, orders)
 
-    def account_orders(
-        self, environ: dict[str, Any], timing: RequestTiming, raw_id: str
-    ) -> dict[str, Any]:
+    def account_orders(self, environ: dict[str, Any], raw_id: str) -> dict[str, Any]:
         account_id = positive_id(raw_id, "account id")
         params = query_parameters(
             environ.get("QUERY_STRING", ""), {"limit": limit, "before": _before}
         )
         page_size = params.get("limit", DEFAULT_LIMIT)
         before = params.get("before", 2**63 - 1)
-        rows = self._query(timing, ORDERS_SQL, (before, account_id, page_size))
+        rows = self._query(ORDERS_SQL, (before, account_id, page_size))
         if not rows:
             raise HTTPError(404, f"account {account_id} not found")
         orders = [
@@ -195,10 +145,10 @@ class Service:
         next_before = orders[-1]["id"] if len(orders) == page_size else None
         return {"account_id": account_id, "orders": orders, "next_before": next_before}
 
-    def healthz(self, environ: dict[str, Any], timing: RequestTiming) -> dict[str, Any]:
+    def healthz(self, environ: dict[str, Any]) -> dict[str, Any]:
         return {"status": "alive", "pid": os.getpid()}
 
-    def readyz(self, environ: dict[str, Any], timing: RequestTiming) -> dict[str, Any]:
+    def readyz(self, environ: dict[str, Any]) -> dict[str, Any]:
         if self.installation is not None and not self.installation.ready():
             raise HTTPError(
                 503, "not ready: the pool has no connection to the database", _retry_after()
@@ -214,20 +164,16 @@ class Service:
 
     # -- database -------------------------------------------------------------------------
 
-    def _query(self, timing: RequestTiming, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        lease = self.pool.connection()
-        with lease as conn:
-            timing.connect += lease.connect_seconds
-            timing.wait += lease.wait_seconds
-            started = time.perf_counter()
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """One query on a pooled connection; the pool reports its wait, connect and hold time
+        to the timing middleware (``Server-Timing``, the access log)."""
+        with self.pool.connection() as conn:
             cursor = conn.cursor()
             try:
                 cursor.execute(sql, args)
-                rows = list(cursor.fetchall())
+                return list(cursor.fetchall())
             finally:
                 cursor.close()
-            timing.db += time.perf_counter() - started
-        return rows
 
     def _upkeep(self) -> None:
         if self.connect_mode == "lazy":

@@ -1,0 +1,208 @@
+"""Seeing the tail over real HTTP, each under uWSGI and gunicorn: the story's profiles (every
+request), the first request after each fork, a sampling rate, slow-only profiles and .prof
+files; the access log in both formats; worker start and exit lines; /metrics aggregated over
+recycled workers."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from postfork._embedded import EmbeddedMariaDB
+from postfork._serve import ServeOptions
+from postfork.bench.runner import Response, ServiceProcess, free_port, get
+
+DRIVER_CONNECT = "MySQLdb/__init__.py"  # MySQLdb.Connect(): the driver's connect, in pstats
+
+
+def exact(server: str) -> tuple[str, ...]:
+    return ("--max-requests-delta", "0") if server == "uwsgi" else ("--max-requests-jitter", "0")
+
+
+def serve(
+    db: EmbeddedMariaDB,
+    server: str,
+    connect: str,
+    *,
+    processes: int = 1,
+    max_requests: int = 2,
+    env: dict[str, str] | None = None,
+) -> ServiceProcess:
+    options = ServeOptions(
+        server=server,
+        processes=processes,
+        max_requests=max_requests,
+        bind=f"127.0.0.1:{free_port()}",
+        connect=connect,
+        extra=exact(server),
+    )
+    return ServiceProcess(db.url, options, env=env or {})
+
+
+def requests(port: int, count: int) -> list[Response]:
+    responses = [get(port, f"/v1/accounts/{i % 50 + 1}/summary") for i in range(count)]
+    assert all(r.status == 200 for r in responses)
+    return responses
+
+
+def settled_log(service: ServiceProcess, responses: list[Response], timeout: float = 5.0) -> str:
+    """The server's log once it holds every response's access-log line (a worker logs a request
+    after sending it), or after ``timeout`` (with the access log off)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = service.log()
+        logged = all(
+            f"pid={pid} request={n} connect_ms=" in log or f'"pid":{pid},"request":{n},' in log
+            for pid, n in (r.worker for r in responses)
+        )
+        if logged or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
+PROFILE = re.compile(r"INFO postfork\.profile: profile pid=(\d+) request=(\d+) ")
+
+
+def profiles(log: str) -> list[tuple[int, int, str]]:
+    """(pid, request number, pstats text) for every profile in a server log."""
+    starts = list(PROFILE.finditer(log))
+    out = []
+    for i, match in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(log)
+        out.append((int(match.group(1)), int(match.group(2)), log[match.start() : end]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def db(service_db: EmbeddedMariaDB) -> Iterator[EmbeddedMariaDB]:
+    yield service_db
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
+@pytest.mark.parametrize("connect", ["lazy", "warm"])
+def test_the_story_every_other_profile_shows_the_connect(
+    db: EmbeddedMariaDB, server: str, connect: str
+) -> None:
+    """processes = 1, max-requests = 2, every request profiled: in lazy mode each worker's
+    first database request (every other profile) runs the driver's connect; in warm mode none
+    does."""
+    with serve(db, server, connect, env={"POSTFORK_PROFILE": "every=1,top=40"}) as service:
+        responses = requests(service.port, 8)
+        log = settled_log(service, responses)
+    found = {(pid, n): text for pid, n, text in profiles(log)}
+    served = [r.worker for r in responses]
+    assert set(served) <= set(found)  # every request was profiled (and /healthz polls too)
+    first_db_request = {
+        (pid, min(n for p, n in served if p == pid)) for pid in {p for p, _ in served}
+    }
+    assert len(first_db_request) >= 4  # the worker was recycled every 2 requests
+    with_connect = {key for key, text in found.items() if DRIVER_CONNECT in text}
+    assert with_connect == (first_db_request if connect == "lazy" else set())
+    # respawn visibility: every recycled worker says it is going and why ...
+    exits = re.findall(r"postfork\.worker: pid (\d+): exiting after 2 request\(s\)", log)
+    assert len(exits) >= 3
+    if server == "uwsgi":  # gunicorn says it itself: "Autorestarting worker after current request"
+        assert "max-requests (2) reached" in log
+    # ... and a warm worker says how long its start took and what it opened
+    if connect == "warm":
+        warm_lines = re.findall(r"postfork\.install: pid \d+: warm in [\d.]+ ms: 1 conn", log)
+        assert len(warm_lines) >= 4
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
+def test_first_requests_after_fork_with_a_json_access_log(db: EmbeddedMariaDB, server: str) -> None:
+    env = {"POSTFORK_PROFILE": "first=1", "POSTFORK_ACCESS_LOG": "json"}
+    with serve(db, server, "lazy", max_requests=3, env=env) as service:
+        responses = requests(service.port, 12)
+        log = settled_log(service, responses)
+    found = {(pid, n): text for pid, n, text in profiles(log)}
+    assert found and all(n == 1 for _, n in found)  # only each worker's first request
+    firsts = {r.worker for r in responses if r.worker[1] == 1}
+    assert len(firsts) >= 3 and firsts <= set(found)
+    assert all(DRIVER_CONNECT in found[key] for key in firsts)  # lazy: they paid the connect
+    access = [
+        json.loads(line)
+        for line in re.findall(r"INFO postfork\.access: (\{.*\})$", log, re.MULTILINE)
+    ]
+    by_worker = {(a["pid"], a["request"]): a for a in access}
+    for response in responses:
+        line = by_worker[response.worker]
+        assert line["path"].startswith("/v1/accounts/") and line["status"] == 200
+        assert line["method"] == "GET"
+        assert (line["connect_ms"] > 0) == (response.timing["db-connect"] > 0)
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
+def test_rate_files_and_the_slow_only_filter(
+    db: EmbeddedMariaDB, server: str, tmp_path: Path
+) -> None:
+    env = {"POSTFORK_PROFILE": f"rate=1,dir={tmp_path}", "POSTFORK_ACCESS_LOG": "off"}
+    with serve(db, server, "warm", processes=2, max_requests=50, env=env) as service:
+        responses = requests(service.port, 10)
+        log = settled_log(service, responses, timeout=0)  # .prof files precede the response
+    names = {p.name for p in tmp_path.glob("*.prof")}
+    assert {f"{pid}-{n:06d}.prof" for pid, n in (r.worker for r in responses)} <= names
+    assert "postfork.access" not in log
+    env = {"POSTFORK_PROFILE": "rate=1,slower_than_ms=60000"}
+    with serve(db, server, "warm", processes=2, max_requests=50, env=env) as service:
+        responses = requests(service.port, 10)
+        log = settled_log(service, responses)
+    assert profiles(log) == []
+    for pid, number in (r.worker for r in responses):  # the default access log: logfmt
+        assert re.search(rf"status=200 duration_ms=[\d.]+ pid={pid} request={number} ", log)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Every sample of /metrics as {'name{label="v"}': value}."""
+    response = get(port, "/metrics", timeout=10)
+    assert response.status == 200
+    samples = {}
+    for family in text_string_to_metric_families(response.body):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
+def test_metrics_add_up_over_recycled_workers(db: EmbeddedMariaDB, server: str) -> None:
+    def total(samples: dict[str, float], paid: str) -> float:
+        return samples[f'postfork_request_duration_seconds_count{{paid_connect="{paid}"}}']
+
+    def served(samples: dict[str, float]) -> float:
+        return total(samples, "true") + total(samples, "false")
+
+    def scrape_at_least(port: int, count: float) -> dict[str, float]:
+        """A worker records a request after sending its response: allow the last ones a
+        moment to land."""
+        deadline = time.monotonic() + 3
+        while served(samples := scrape(port)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return samples
+
+    with serve(db, server, "lazy", processes=2, max_requests=5) as service:
+        requests(service.port, 30)
+        before = scrape_at_least(service.port, 30)
+        requests(service.port, 20)
+        after = scrape_at_least(service.port, served(before) + 20)
+
+    assert served(before) >= 30
+    assert served(after) >= served(before) + 20  # recycled workers' counts are not lost
+    assert total(after, "true") >= 10  # lazy: every new worker's first database request
+    assert after["postfork_workers_started_total{}"] >= 10
+    assert after["postfork_pool_connects_total{}"] >= after["postfork_workers_started_total{}"] - 1
+    assert after["postfork_pool_checkouts_total{}"] >= 50
+    assert after['postfork_pool_discards_total{reason="closed"}'] >= 0
+    for name, value in before.items():  # counters never go backwards
+        if name.endswith(("_total{}", "_count{}")) or "_bucket{" in name:
+            assert after.get(name, 0) >= value, name
+    # live gauges: only the live workers' pools (2 workers x pool size 2 at most)
+    assert (
+        after["postfork_pool_idle_connections{}"] + after["postfork_pool_in_use_connections{}"] <= 4
+    )
