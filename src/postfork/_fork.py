@@ -10,6 +10,7 @@ registry never keeps anything alive.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import threading
@@ -35,7 +36,9 @@ class ExitListener(Protocol):
 
 
 _pools: weakref.WeakSet[ForkAware] = weakref.WeakSet()
-_listeners: weakref.WeakSet[AfterForkListener] = weakref.WeakSet()
+# In registration order (a warm-up registered first runs first), held weakly.
+_listeners: weakref.WeakValueDictionary[int, AfterForkListener] = weakref.WeakValueDictionary()
+_listener_ids = itertools.count()
 _exit_listeners: weakref.WeakSet[ExitListener] = weakref.WeakSet()
 _handled_pid = os.getpid()  # the child hook runs once per process, whichever path calls it
 _uwsgi_hooked = False
@@ -50,8 +53,10 @@ def register(pool: ForkAware) -> None:
 
 
 def add_listener(listener: AfterForkListener) -> None:
-    """Call ``listener.after_fork()`` in every child, after its pools were reset."""
-    _listeners.add(listener)
+    """Call ``listener.after_fork()`` in every child, after its pools were reset, in the order
+    the listeners were added."""
+    if listener not in _listeners.values():
+        _listeners[next(_listener_ids)] = listener
     _hook_uwsgi_once()
 
 
@@ -104,7 +109,7 @@ def child_started() -> None:
     drop_inherited_accelerator()
     for pool in _live_pools():
         pool._ensure_process()
-    for listener in list(_listeners):
+    for listener in list(_listeners.values()):
         try:
             listener.after_fork()
         except Exception:  # a failed warm-up must never kill the worker
