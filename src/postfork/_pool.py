@@ -146,6 +146,7 @@ class Pool:
         rng: random.Random | None = None,
     ) -> None:
         self.url = parse_url(url)
+        self._redacted_url = self.url.redacted()  # stats() runs after every request with metrics
         self.min_idle, self.max_size = _check_sizes(min_idle, max_size)
         self.checkout_timeout = _positive("checkout_timeout", checkout_timeout)
         self.connect_timeout = _positive(
@@ -295,7 +296,7 @@ class Pool:
             "pid": self._pid,
             "generation": self._generation,
             "driver": self._driver.name,
-            "url": self.url.redacted(),
+            "url": self._redacted_url,
             "min_idle": self.min_idle,
             "max_size": self.max_size,
             "closed": self._closed,
@@ -305,7 +306,7 @@ class Pool:
 
     def __repr__(self) -> str:
         return (
-            f"<Pool {self._driver.name} {self.url.redacted()} pid={self._pid} "
+            f"<Pool {self._driver.name} {self._redacted_url} pid={self._pid} "
             f"idle={len(self._idle)} in_use={len(self._busy)} max_size={self.max_size}"
             f"{' closed' if self._closed else ''}>"
         )

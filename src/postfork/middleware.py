@@ -120,7 +120,7 @@ class TimingMiddleware:
             headers = [
                 *headers,
                 ("Server-Timing", timing.server_timing()),
-                ("X-Worker", f"{os.getpid()}/{number}"),
+                ("X-Worker", f"{self.requests.pid}/{number}"),
             ]
             return start_response(status, headers, *exc)
 
@@ -150,7 +150,7 @@ class TimingMiddleware:
         if environ.get("QUERY_STRING"):
             path = f"{path}?{environ['QUERY_STRING']}"
         method = environ.get("REQUEST_METHOD", "")
-        pid = os.getpid()
+        pid = self.requests.pid
         if self.format == "json":
             return json.dumps(
                 {
