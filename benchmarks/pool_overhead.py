@@ -20,13 +20,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from postfork import DatabaseURL, Pool
 from postfork._database import selected_database
 from postfork._drivers import load_driver
-from postfork.bench.delay_proxy import ProxyProcess
+from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 
 Iteration = Callable[[], None]
 Variant = Callable[[DatabaseURL], Iterator[Iteration]]
@@ -125,15 +124,6 @@ def time_variant(variant: Variant, url: DatabaseURL, iterations: int) -> float:
                 iteration()
             means.append((time.perf_counter() - started) / (iterations // REPEATS))
     return min(means)
-
-
-def proxied(url: DatabaseURL, port: int) -> DatabaseURL:
-    options = {k: v for k, v in url.options.items() if k != "unix_socket"}
-    return replace(url, host="127.0.0.1", port=port, options=options)
-
-
-def proxy_target(url: DatabaseURL) -> str:
-    return f"unix:{url.unix_socket}" if url.unix_socket else f"tcp:{url.host}:{url.port}"
 
 
 def measure(

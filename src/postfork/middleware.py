@@ -51,7 +51,7 @@ class WorkerRequests:
         return self.count
 
 
-class _ClosingBody:
+class ClosingBody:
     """The application's body, with work to do once the server has sent it (``close()``)."""
 
     def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
@@ -136,7 +136,7 @@ class TimingMiddleware:
             if self.format != "off" and access_log.isEnabledFor(logging.INFO):
                 access_log.info(self._line(environ, timing, status_code[0], seconds, number))
 
-        return _ClosingBody(body, finished)
+        return ClosingBody(body, finished)
 
     def _line(
         self,
@@ -289,7 +289,7 @@ class ProfilingMiddleware:
         elapsed_ms = (time.perf_counter() - started) * 1e3
         if elapsed_ms >= self.settings.slower_than_ms:
             self._report(profiler, environ, number, status[0], elapsed_ms)
-        return _ClosingBody(chunks, getattr(body, "close", lambda: None))
+        return ClosingBody(chunks, getattr(body, "close", lambda: None))
 
     def _report(
         self,

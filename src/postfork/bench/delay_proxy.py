@@ -22,8 +22,10 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from .._url import DatabaseURL
 
 _CHUNK = 65536
 _EOF = b""
@@ -36,6 +38,17 @@ class Counters:
     client_bytes: int = 0
     server_chunks: int = 0
     server_bytes: int = 0
+
+
+def proxy_target(url: DatabaseURL) -> str:
+    """Where a proxy for this database should connect: its unix socket, else its TCP port."""
+    return f"unix:{url.unix_socket}" if url.unix_socket else f"tcp:{url.host}:{url.port}"
+
+
+def proxied(url: DatabaseURL, port: int) -> DatabaseURL:
+    """The same database, reached over TCP through a proxy listening on 127.0.0.1:port."""
+    options = {k: v for k, v in url.options.items() if k != "unix_socket"}
+    return replace(url, host="127.0.0.1", port=port, options=options)
 
 
 def parse_target(text: str) -> tuple[int, str | tuple[str, int]]:

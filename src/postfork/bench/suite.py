@@ -27,7 +27,7 @@ from .._serve import ServeOptions
 from .._url import DatabaseURL
 from ..service.schema import seed_database
 from . import analysis, loadgen
-from .delay_proxy import ProxyProcess
+from .delay_proxy import ProxyProcess, proxied, proxy_target
 from .runner import ServiceProcess, free_port
 from .scenarios import STORMS, Scenario
 
@@ -76,16 +76,6 @@ class ScenarioRun:
     open_loop: loadgen.LoadResult | None
     closed_loop: loadgen.LoadResult
     log: str
-
-
-def proxied(url: DatabaseURL, port: int) -> DatabaseURL:
-    """The same database, reached over TCP through the delay proxy on 127.0.0.1:port."""
-    options = {k: v for k, v in url.options.items() if k != "unix_socket"}
-    return replace(url, host="127.0.0.1", port=port, options=options)
-
-
-def proxy_target(url: DatabaseURL) -> str:
-    return f"unix:{url.unix_socket}" if url.unix_socket else f"tcp:{url.host}:{url.port}"
 
 
 @contextmanager

@@ -11,10 +11,11 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseUnavailable, PoolError
+from ..middleware import ClosingBody
 from .summary import money, summarize
 from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_parameters
 
@@ -47,20 +48,6 @@ ORDERS_SQL = (
 )
 
 
-class _AfterResponse:
-    """A response body whose ``close()`` (called by the server once the response is sent)
-    does the pool's upkeep, so no request waits for it."""
-
-    def __init__(self, chunks: list[bytes], upkeep: Callable[[], None]) -> None:
-        self._chunks, self._upkeep = chunks, upkeep
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._chunks)
-
-    def close(self) -> None:
-        self._upkeep()
-
-
 class Service:
     """The WSGI callable: routes, input rules, queries through the pool, JSON out."""
 
@@ -83,7 +70,7 @@ class Service:
         headers.update({"Content-Type": "application/json", "Content-Length": str(len(payload))})
         start_response(f"{status} {_REASONS[status]}", list(headers.items()))
         chunks = [] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
-        return _AfterResponse(chunks, self._upkeep)
+        return ClosingBody(chunks, self._upkeep)  # upkeep runs once the response is sent
 
     def _respond(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         try:
