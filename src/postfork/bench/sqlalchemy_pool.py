@@ -102,6 +102,10 @@ class _Lease:
             self._held_since = time.perf_counter()
         return self._conn
 
+    def invalidate(self) -> None:
+        """Discard this connection on exit instead of returning it (as postfork's Lease)."""
+        self._conn.invalidate()
+
     def __exit__(self, *exc_info: object) -> None:
         try:
             self._conn.close()

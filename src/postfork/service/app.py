@@ -153,11 +153,35 @@ class Service:
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         """One query on a pooled connection; the pool reports its wait, connect and hold time
-        to the timing middleware (``Server-Timing``, the access log)."""
-        with self.pool.connection() as conn:
+        to the timing middleware (``Server-Timing``, the access log).
+
+        Every query here is an idempotent read, so when the connection turns out dead before
+        any row arrived (the server killed it, or went away while the query was sent) it is
+        retried once on a fresh connection; the dead one is discarded by the pool. Anything
+        else, or a second failure, goes up (and becomes a JSON 503)."""
+        try:
+            return self._query_once(sql, args)
+        except _LostBeforeRows as lost:
+            log.warning(
+                "connection lost before any row (%r); retrying once on a fresh one", lost.error
+            )
+        try:
+            return self._query_once(sql, args)
+        except _LostBeforeRows as lost:
+            raise lost.error from None
+
+    def _query_once(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        lease = self.pool.connection()
+        with lease as conn:
             cursor = conn.cursor()
             try:
-                cursor.execute(sql, args)
+                try:
+                    cursor.execute(sql, args)
+                except Exception as exc:
+                    if self.pool.is_disconnect(exc):
+                        lease.invalidate()  # never back to the pool
+                        raise _LostBeforeRows(exc) from exc
+                    raise
                 return list(cursor.fetchall())
             finally:
                 cursor.close()
@@ -181,6 +205,14 @@ class Service:
         body = self(environ, lambda status, headers: None)
         list(body)
         body.close()  # type: ignore[attr-defined]
+
+
+class _LostBeforeRows(Exception):
+    """The connection died before the query returned a row: safe to run the read again."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _before(text: str) -> int:

@@ -1,0 +1,105 @@
+"""The server KILLs a connection in the middle of a request's query (real uWSGI, private
+MariaDB): the read is retried once on a fresh connection; a second kill fails cleanly with a
+JSON 503; the following requests are unaffected.
+
+To catch the query in flight, an admin session holds ``LOCK TABLES ... WRITE``: the service's
+SELECT waits on the lock inside the server, where it can be found and killed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from postfork._drivers import connect
+from postfork._embedded import EmbeddedMariaDB
+from postfork._serve import ServeOptions
+from postfork.bench.runner import Response, ServiceProcess, free_port, get
+
+QUERY_PREFIX = "SELECT o.amount_cents"  # the summary endpoint's query
+
+
+@pytest.fixture
+def service(service_db: EmbeddedMariaDB) -> Iterator[ServiceProcess]:
+    options = ServeOptions(processes=1, max_requests=0, bind=f"127.0.0.1:{free_port()}")
+    with ServiceProcess(service_db.url, options) as running:
+        assert get(running.port, "/v1/accounts/1/summary").status == 200
+        yield running
+
+
+def waiting_query(db: EmbeddedMariaDB, not_ids: set[int], timeout: float = 10.0) -> int:
+    """The id of the service's session whose summary query waits on the lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = db.execute(
+            f"SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE '{QUERY_PREFIX}%'"
+        )
+        ids = {int(row[0]) for row in rows} - not_ids
+        if ids:
+            return ids.pop()
+        time.sleep(0.02)
+    raise AssertionError("the service's query never reached the server")
+
+
+def request_in_background(port: int) -> tuple[threading.Thread, dict[str, Response]]:
+    result: dict[str, Response] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(response=get(port, "/v1/accounts/2/summary", timeout=30))
+    )
+    thread.start()
+    return thread, result
+
+
+def locked(db: EmbeddedMariaDB) -> Any:
+    admin = connect(db.url, autocommit=True)
+    cursor = admin.cursor()
+    cursor.execute("LOCK TABLES accounts WRITE, orders WRITE")
+    return admin
+
+
+def test_an_in_use_connection_killed_mid_query_is_retried_once(
+    service_db: EmbeddedMariaDB, service: ServiceProcess
+) -> None:
+    admin = locked(service_db)
+    try:
+        thread, result = request_in_background(service.port)
+        first = waiting_query(service_db, set())
+        service_db.execute(f"KILL {first}")
+        retry = waiting_query(service_db, {first})  # a fresh session runs the read again
+        assert retry != first
+    finally:
+        admin.cursor().execute("UNLOCK TABLES")
+        admin.close()
+    thread.join(30)
+    response = result["response"]
+    assert response.status == 200
+    assert response.body["account_id"] == 2
+    assert response.timing["db-connect"] > 0  # the retry opened the fresh connection
+    assert "retrying once on a fresh one" in service.log()
+    for account in (3, 4, 5):  # the pool holds no dead connection
+        assert get(service.port, f"/v1/accounts/{account}/summary").status == 200
+
+
+def test_killed_again_it_fails_cleanly_and_the_next_request_is_fine(
+    service_db: EmbeddedMariaDB, service: ServiceProcess
+) -> None:
+    admin = locked(service_db)
+    try:
+        thread, result = request_in_background(service.port)
+        first = waiting_query(service_db, set())
+        service_db.execute(f"KILL {first}")
+        second = waiting_query(service_db, {first})
+        service_db.execute(f"KILL {second}")
+        thread.join(30)
+    finally:
+        admin.cursor().execute("UNLOCK TABLES")
+        admin.close()
+    response = result["response"]
+    assert response.status == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["retry-after"] == "1"
+    assert "error" in response.body and "Traceback" not in str(response.body)
+    assert get(service.port, "/v1/accounts/6/summary").status == 200
