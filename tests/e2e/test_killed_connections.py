@@ -1,12 +1,14 @@
 """The server KILLs a connection in the middle of a request's query (real uWSGI, private
 MariaDB): the read is retried once on a fresh connection; a second kill fails cleanly with a
-JSON 503; the following requests are unaffected.
+JSON 503; the following requests are unaffected. A query slower than the URL's read_timeout
+ends with a 503 within that bound and is not retried.
 
 To catch the query in flight, an admin session holds ``LOCK TABLES ... WRITE``: the service's
 SELECT waits on the lock inside the server, where it can be found and killed."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -103,3 +105,28 @@ def test_killed_again_it_fails_cleanly_and_the_next_request_is_fine(
     assert response.headers["retry-after"] == "1"
     assert "error" in response.body and "Traceback" not in str(response.body)
     assert get(service.port, "/v1/accounts/6/summary").status == 200
+
+
+def test_a_query_slower_than_the_read_timeout_ends_within_it(service_db: EmbeddedMariaDB) -> None:
+    url = dataclasses.replace(
+        service_db.url, options={**service_db.url.options, "read_timeout": 1.0}
+    )
+    options = ServeOptions(processes=1, max_requests=0, bind=f"127.0.0.1:{free_port()}")
+    with ServiceProcess(url, options) as service:
+        assert get(service.port, "/v1/accounts/1/summary").status == 200
+        admin = locked(service_db)
+        try:
+            started = time.monotonic()
+            response = get(service.port, "/v1/accounts/2/summary", timeout=30)
+            elapsed = time.monotonic() - started
+        finally:
+            admin.cursor().execute("UNLOCK TABLES")
+            admin.close()
+        assert response.status == 503
+        assert response.body == {"error": "database query exceeded the read timeout (1 s)"}
+        assert response.headers["retry-after"] == "1"
+        assert 0.9 < elapsed < 1.9  # within the bound, and not retried
+        assert "retrying once" not in service.log()
+        assert get(service.port, "/v1/accounts/3/summary").status == 200
+        metrics = get(service.port, "/metrics").body  # the timed-out connection was discarded
+        assert 'postfork_pool_discards_total{reason="error"} 1.0' in metrics

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,8 @@ class Service:
         self, pool: Pool | SQLAlchemyPool, installation: Installation | None, connect_mode: str
     ) -> None:
         self.pool = pool
+        # the URL's read_timeout: a query that fails after this long timed out (not retried)
+        self.read_timeout = float(pool.url.options.get("read_timeout", 0) or 0)
         self.installation = installation
         self.connect_mode = connect_mode
         self.routes: list[tuple[re.Pattern[str], Callable[..., dict[str, Any]]]] = [
@@ -80,6 +83,9 @@ class Service:
         except (DatabaseUnavailable, PoolError) as exc:
             log.warning("503: %s", exc)
             return 503, {"error": "database unavailable, retry shortly"}, _retry_after()
+        except _QueryTimedOut as exc:
+            log.warning("503: %s", exc)
+            return 503, {"error": str(exc)}, _retry_after()
         except Exception as exc:
             if self.pool.is_disconnect(exc):
                 log.warning("503: connection lost during the request: %r", exc)
@@ -157,8 +163,9 @@ class Service:
 
         Every query here is an idempotent read, so when the connection turns out dead before
         any row arrived (the server killed it, or went away while the query was sent) it is
-        retried once on a fresh connection; the dead one is discarded by the pool. Anything
-        else, or a second failure, goes up (and becomes a JSON 503)."""
+        retried once on a fresh connection; the dead one is discarded by the pool. A query that
+        failed only after the URL's ``read_timeout`` timed out: not retried, a 503 that says
+        so. Anything else, or a second failure, goes up (and becomes a JSON 503)."""
         try:
             return self._query_once(sql, args)
         except _LostBeforeRows as lost:
@@ -174,14 +181,20 @@ class Service:
         lease = self.pool.connection()
         with lease as conn:
             cursor = conn.cursor()
+            started = time.monotonic()
             try:
                 try:
                     cursor.execute(sql, args)
                 except Exception as exc:
-                    if self.pool.is_disconnect(exc):
-                        lease.invalidate()  # never back to the pool
-                        raise _LostBeforeRows(exc) from exc
-                    raise
+                    if not self.pool.is_disconnect(exc):
+                        raise
+                    lease.invalidate()  # never back to the pool: its protocol state is unknown
+                    waited = time.monotonic() - started
+                    if self.read_timeout and waited >= 0.9 * self.read_timeout:
+                        raise _QueryTimedOut(
+                            f"database query exceeded the read timeout ({self.read_timeout:g} s)"
+                        ) from exc  # a slow query: running it again would only double the wait
+                    raise _LostBeforeRows(exc) from exc
                 return list(cursor.fetchall())
             finally:
                 cursor.close()
@@ -205,6 +218,10 @@ class Service:
         body = self(environ, lambda status, headers: None)
         list(body)
         body.close()  # type: ignore[attr-defined]
+
+
+class _QueryTimedOut(Exception):
+    """The query outlived the URL's read_timeout; the client gets a 503 saying so."""
 
 
 class _LostBeforeRows(Exception):
