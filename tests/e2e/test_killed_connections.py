@@ -12,7 +12,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
 
 import pytest
 
@@ -55,26 +55,27 @@ def request_in_background(port: int) -> tuple[threading.Thread, dict[str, Respon
     return thread, result
 
 
-def locked(db: EmbeddedMariaDB) -> Any:
+@contextmanager
+def locked(db: EmbeddedMariaDB) -> Iterator[None]:
+    """The service's tables write-locked by an admin session for the duration of the block."""
     admin = connect(db.url, autocommit=True)
-    cursor = admin.cursor()
-    cursor.execute("LOCK TABLES accounts WRITE, orders WRITE")
-    return admin
+    try:
+        admin.cursor().execute("LOCK TABLES accounts WRITE, orders WRITE")
+        yield
+        admin.cursor().execute("UNLOCK TABLES")
+    finally:
+        admin.close()  # closing the session releases its locks too
 
 
 def test_an_in_use_connection_killed_mid_query_is_retried_once(
     service_db: EmbeddedMariaDB, service: ServiceProcess
 ) -> None:
-    admin = locked(service_db)
-    try:
+    with locked(service_db):
         thread, result = request_in_background(service.port)
         first = waiting_query(service_db, set())
         service_db.execute(f"KILL {first}")
         retry = waiting_query(service_db, {first})  # a fresh session runs the read again
         assert retry != first
-    finally:
-        admin.cursor().execute("UNLOCK TABLES")
-        admin.close()
     thread.join(30)
     response = result["response"]
     assert response.status == 200
@@ -88,17 +89,13 @@ def test_an_in_use_connection_killed_mid_query_is_retried_once(
 def test_killed_again_it_fails_cleanly_and_the_next_request_is_fine(
     service_db: EmbeddedMariaDB, service: ServiceProcess
 ) -> None:
-    admin = locked(service_db)
-    try:
+    with locked(service_db):
         thread, result = request_in_background(service.port)
         first = waiting_query(service_db, set())
         service_db.execute(f"KILL {first}")
         second = waiting_query(service_db, {first})
         service_db.execute(f"KILL {second}")
         thread.join(30)
-    finally:
-        admin.cursor().execute("UNLOCK TABLES")
-        admin.close()
     response = result["response"]
     assert response.status == 503
     assert response.headers["content-type"] == "application/json"
@@ -114,14 +111,10 @@ def test_a_query_slower_than_the_read_timeout_ends_within_it(service_db: Embedde
     options = ServeOptions(processes=1, max_requests=0, bind=f"127.0.0.1:{free_port()}")
     with ServiceProcess(url, options) as service:
         assert get(service.port, "/v1/accounts/1/summary").status == 200
-        admin = locked(service_db)
-        try:
+        with locked(service_db):
             started = time.monotonic()
             response = get(service.port, "/v1/accounts/2/summary", timeout=30)
             elapsed = time.monotonic() - started
-        finally:
-            admin.cursor().execute("UNLOCK TABLES")
-            admin.close()
         assert response.status == 503
         assert response.body == {"error": "database query exceeded the read timeout (1 s)"}
         assert response.headers["retry-after"] == "1"
