@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-gunicorn bench-pool clean
+.PHONY: demo test lint typecheck layers bench bench-gunicorn bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -22,6 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -29,6 +30,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 # The full run recorded in benchmarks/README.md (about 9 minutes each).
 bench: $(STAMP)

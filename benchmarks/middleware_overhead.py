@@ -24,10 +24,11 @@ from typing import Any
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="postfork-bench-m-"))
 
 from postfork import Pool
-from postfork.metrics import MetricsEndpoint, ServiceMetrics
-from postfork.middleware import (
+from postfork.wsgi import (
+    MetricsEndpoint,
     ProfileSettings,
     ProfilingMiddleware,
+    ServiceMetrics,
     TimingMiddleware,
 )
 

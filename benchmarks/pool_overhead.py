@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from postfork import DatabaseURL, Pool
-from postfork._database import selected_database
-from postfork._drivers import load_driver
 from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
+from postfork.drivers import load_driver
+from postfork.tools.database import selected_database
 
 Iteration = Callable[[], None]
 Variant = Callable[[DatabaseURL], Iterator[Iteration]]

@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from postfork._database import selected_database
-from postfork._drivers import connect
-from postfork._serve import ServeOptions
-from postfork._url import DatabaseURL
 from postfork.bench import loadgen
-from postfork.bench.runner import ServiceProcess, free_port
+from postfork.drivers import connect
 from postfork.service.schema import seed_database
+from postfork.tools.database import selected_database
+from postfork.tools.serve.command import ServeOptions
+from postfork.tools.serve.runner import ServiceProcess, free_port
+from postfork.url import DatabaseURL
 
 
 def children(pid: int) -> list[int]:

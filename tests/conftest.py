@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from postfork import DatabaseURL, parse_url
-from postfork._embedded import EmbeddedMariaDB
+from postfork.tools.embedded import EmbeddedMariaDB
 
 LOCAL_URL = "mysql://root@127.0.0.1:3306/test"
 

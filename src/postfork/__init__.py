@@ -1,24 +1,28 @@
 """postfork: MySQL/MariaDB connection pooling for pre-fork Python app servers.
 
 A pool that is warm before a worker's first request, never shares a socket across ``fork()``
-and never hands out a dead connection. Only the names in ``__all__`` are public.
+and never hands out a dead connection. Public: the names in ``__all__`` here, and the modules
+``postfork.wsgi`` (timing, profiling and metrics middleware), ``postfork.gunicorn`` (hooks for
+a gunicorn configuration) and ``postfork.accelerate`` (uWSGI's respawn accelerator). Everything
+else is internal and may change.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ._install import Installation, after_fork, install
-from ._pool import Lease, Pool
-from ._url import DatabaseURL, parse_url
 from .errors import (
     ConfigError,
     DatabaseUnavailable,
     Error,
+    MissingExtra,
     PoolClosed,
     PoolError,
     PoolTimeout,
 )
+from .install import Installation, WarmReport, after_fork, install
+from .pool import DiscardReason, Lease, Pool, PoolOptions, PoolStats
+from .url import DatabaseURL, parse_url
 
 __version__ = "0.1.0"
 
@@ -26,13 +30,18 @@ __all__ = [
     "ConfigError",
     "DatabaseURL",
     "DatabaseUnavailable",
+    "DiscardReason",
     "Error",
     "Installation",
     "Lease",
+    "MissingExtra",
     "Pool",
     "PoolClosed",
     "PoolError",
+    "PoolOptions",
+    "PoolStats",
     "PoolTimeout",
+    "WarmReport",
     "__version__",
     "after_fork",
     "install",

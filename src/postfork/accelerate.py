@@ -9,7 +9,7 @@ uWSGI imports shared modules in the master before it forks, whatever ``lazy-apps
 every other process the import does nothing. ``POSTFORK_ACCELERATE_RESPAWNS=false`` turns it off.
 """
 
-from ._config import accelerate_respawns as _enabled
-from ._servers import accelerate_uwsgi_respawns as _accelerate
+from .environment import accelerate_respawns as _enabled
+from .servers.uwsgi import accelerate_respawns as _accelerate
 
 active = _enabled() and _accelerate()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from postfork._embedded import EmbeddedMariaDB
+from postfork.tools.embedded import EmbeddedMariaDB
 
 POSTFORK = str(Path(sys.executable).parent / "postfork")
 
@@ -122,7 +122,7 @@ def test_the_table_and_the_plot_are_written(bench_run: tuple[dict[str, Any], Pat
     ("args", "message"),
     [
         (["--scenarios", "warm,fastest"], "unknown scenario(s) fastest"),
-        (["--duration", "-3"], "--duration: must be a number >= 0"),
+        (["--duration", "-3"], "--duration: must be a positive number"),
         (["--db-delay-ms", "soon"], "--db-delay-ms: must be a number >= 0"),
         (
             ["--database-url", "mysql://root:hunter2@127.0.0.1:1/x", "--no-storms"],

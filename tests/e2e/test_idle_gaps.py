@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
-from postfork._embedded import EmbeddedMariaDB
-from postfork._serve import ServeOptions
-from postfork.bench.runner import ServiceProcess, free_port, get
+from postfork.tools.embedded import EmbeddedMariaDB
+from postfork.tools.serve.command import ServeOptions
+from postfork.tools.serve.runner import ServiceProcess, free_port, get
 from tests.conftest import PrivateServerFactory
 
 from .conftest import seed_server

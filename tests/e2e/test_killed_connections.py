@@ -16,10 +16,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from postfork._drivers import connect
-from postfork._embedded import EmbeddedMariaDB
-from postfork._serve import ServeOptions
-from postfork.bench.runner import Response, ServiceProcess, free_port, get
+from postfork.drivers import connect
+from postfork.tools.embedded import EmbeddedMariaDB
+from postfork.tools.serve.command import ServeOptions
+from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
 
 QUERY_PREFIX = "SELECT o.amount_cents"  # the summary endpoint's query
 

@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from postfork import DatabaseUnavailable, DatabaseURL
-from postfork._drivers import connect
-from postfork._serve import ServeOptions
-from postfork.bench.runner import ServiceProcess, free_port, get
+from postfork.drivers import connect
+from postfork.tools.serve.command import ServeOptions
+from postfork.tools.serve.runner import ServiceProcess, free_port, get
 from tests.conftest import PrivateServerFactory
 
 from .conftest import seed_server

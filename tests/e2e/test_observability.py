@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from postfork._embedded import EmbeddedMariaDB
-from postfork._serve import ServeOptions
-from postfork.bench.runner import Response, ServiceProcess, free_port, get
+from postfork.tools.embedded import EmbeddedMariaDB
+from postfork.tools.serve.command import ServeOptions
+from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
 
 DRIVER_CONNECT = "MySQLdb/__init__.py"  # MySQLdb.Connect(): the driver's connect, in pstats
 

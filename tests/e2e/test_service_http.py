@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from postfork._embedded import EmbeddedMariaDB
-from postfork._serve import ServeOptions
-from postfork.bench.runner import ServiceProcess, free_port, get
+from postfork.tools.embedded import EmbeddedMariaDB
+from postfork.tools.serve.command import ServeOptions
+from postfork.tools.serve.runner import ServiceProcess, free_port, get
 
 from .conftest import seed_server
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from postfork import DatabaseURL
-from postfork._forkcheck import EXIT_WAYS
-from postfork._forkcheck import run_in_subprocess as forkcheck
+from postfork.tools.forkcheck import EXIT_WAYS
+from postfork.tools.forkcheck import run_in_subprocess as forkcheck
 
 ROUNDS = 5
 

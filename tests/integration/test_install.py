@@ -69,7 +69,7 @@ def test_master_mode_keeps_no_connection_and_workers_warm_after_fork(
     pool = Pool(database_url, min_idle=1, max_size=2)
     with pool.connection() as conn:  # the app queries while loading in the master
         conn.cursor().execute("SELECT 1")
-    pool._enter_master_mode()  # what install() does in a uWSGI or gunicorn master
+    pool.enter_master_mode()  # what install() does in a uWSGI or gunicorn master
     assert pool.stats()["idle"] == 0
     with pool.connection() as conn:  # loading may go on: nothing stays open
         conn.cursor().execute("SELECT 1")
@@ -130,7 +130,7 @@ def test_master_holds_no_server_session_after_install_in_master_mode(
     pool.warm()
     with pool.connection() as conn:
         own = int(conn.thread_id())
-    pool._enter_master_mode()
+    pool.enter_master_mode()
     time.sleep(0.05)
     ids = {
         int(row[0])

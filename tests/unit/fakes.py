@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-from postfork._drivers._base import Driver
-from postfork._url import DatabaseURL
+from postfork.drivers.base import Driver
+from postfork.url import DatabaseURL
 
 
 class FakeError(Exception):
@@ -58,9 +59,18 @@ class FakeDriver(Driver):
         self.opened: list[FakeConnection] = []
         self.fail_next_connects: list[BaseException] = []
         self.init_sql_seen: list[tuple[str, ...]] = []
+        self.connect_args_seen: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def connect(self, url: DatabaseURL, *, connect_timeout: float, autocommit: bool) -> Any:
+    def connect(
+        self,
+        url: DatabaseURL,
+        *,
+        connect_timeout: float,
+        autocommit: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        self.connect_args_seen.append(dict(extra or {}))
         if self.fail_next_connects:
             raise self.fail_next_connects.pop(0)
         with self._lock:  # the pool connects from several threads at once

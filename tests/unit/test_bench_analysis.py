@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from postfork.bench import analysis, report
 from postfork.bench.loadgen import LoadResult, LoadSpec, Samples, _parse
 from postfork.bench.scenarios import STORY_NAMES, select
+from postfork.install import WarmReport
 
 STEADY_MS = 4.0
 CONNECT_MS = 20.0
@@ -114,9 +114,10 @@ def test_a_request_queued_behind_a_respawn_is_attributed_to_it() -> None:
     assert figures["slow_attribution"] == {"first-request": 0, "respawn-wait": 1, "other": 1}
 
 
-def _log_line(wall: float, pid: int, warm_ms: float) -> str:
-    stamp = datetime.datetime.fromtimestamp(wall).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-    return f"{stamp} INFO postfork.install: pid {pid}: warm in {warm_ms:.1f} ms: 1 connection(s)"
+def _warm_line(forked: float, pid: int, warm_ms: float) -> str:
+    """What the service writes to POSTFORK_EVENT_LOG when a worker is warm."""
+    report = WarmReport(pid, "uwsgi", "worker", forked, 1, warm_ms / 1e3 - 0.002, 0.002)
+    return report.to_json()
 
 
 def test_respawn_gaps_pair_each_retirement_with_the_next_start() -> None:
@@ -125,12 +126,15 @@ def test_respawn_gaps_pair_each_retirement_with_the_next_start() -> None:
     workers = analysis.Workers.of(samples)
     retired = sorted(workers.retired(2), key=workers.last.__getitem__)
     assert len(retired) == 4
-    lines = [_log_line(offset - 1.0, 1000, 5.0), _log_line(offset - 1.0, 1001, 5.0)]
+    lines = [_warm_line(offset - 1.0, 1000, 5.0), _warm_line(offset - 1.0, 1001, 5.0)]
     for number, pid in enumerate(retired):
         ended = samples.done[workers.last[pid]] + offset
         forked = ended + 0.008 + 0.001 * number  # 8, 9, 10, 11 ms after the last answer
-        lines.append(_log_line(forked + 0.012, 2000 + number, 12.0))
-    gaps = analysis.respawn_gaps(run, 2, "\n".join(lines) + "\n")
+        lines.append(_warm_line(forked, 2000 + number, 12.0))
+    master = WarmReport(999, "uwsgi", "master", offset, 0, 0.0, 0.0)  # never a worker start
+    failed = WarmReport(3000, "uwsgi", "worker", offset, 0, 0.001, 0.0, error="refused")
+    lines += [master.to_json(), failed.to_json(), ""]
+    gaps = analysis.respawn_gaps(run, 2, analysis.read_warm_reports(lines))
     assert gaps.to_fork == pytest.approx([8.0, 9.0, 10.0, 11.0], abs=1.0)
     assert gaps.to_ready == pytest.approx([20.0, 21.0, 22.0, 23.0], abs=1.0)
 

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import pstats
+import random
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from postfork import Pool
 from postfork.errors import ConfigError
-from postfork.middleware import ProfileSettings, ProfilingMiddleware, TimingMiddleware
+from postfork.wsgi import ProfileSettings, ProfilingMiddleware, TimingMiddleware
 
 from .fakes import FakeDriver
 
@@ -130,7 +132,7 @@ def test_profiles_go_to_the_log_and_to_files(
     pool: Pool, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.INFO, logger="postfork.profile")
-    settings = ProfileSettings(every=2, top=15, dir=str(tmp_path))
+    settings = ProfileSettings(every=2, top=60, dir=str(tmp_path))
     app = ProfilingMiddleware(make_app(pool), settings)
     for _ in range(4):
         assert call(app)[2] == b"ok"
@@ -143,8 +145,51 @@ def test_profiles_go_to_the_log_and_to_files(
     assert pstats.Stats(str(files[0])).total_calls > 0  # type: ignore[attr-defined]
 
 
+def slow_app(pool: Pool, seconds: float) -> Callable[..., Iterable[bytes]]:
+    inner = make_app(pool)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        time.sleep(seconds)  # a request slow in the app: the profile must show where
+        return inner(environ, start_response)
+
+    return app
+
+
 def test_slower_than_keeps_only_slow_profiles(pool: Pool, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="postfork.profile")
     app = ProfilingMiddleware(make_app(pool), ProfileSettings(every=1, slower_than_ms=10_000))
     call(app)
     assert not [r for r in caplog.records if r.name == "postfork.profile"]
+    slow = ProfilingMiddleware(slow_app(pool, 0.03), ProfileSettings(every=1, slower_than_ms=20))
+    assert call(slow)[2] == b"ok"
+    (profile,) = [r.getMessage() for r in caplog.records if r.name == "postfork.profile"]
+    duration = float(profile.split("duration_ms=")[1].split()[0])
+    assert duration >= 20
+    assert "{built-in method time.sleep}" in profile  # the profile shows where the time went
+
+
+def test_rate_sampling_follows_the_random_generator(
+    pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="postfork.profile")
+    draws = random.Random(5)
+    expected = [n for n in range(1, 41) if draws.random() < 0.25]
+    app = ProfilingMiddleware(make_app(pool), ProfileSettings(rate=0.25), rng=random.Random(5))
+    for _ in range(40):
+        call(app)
+    profiled = [
+        int(r.getMessage().split("request=")[1].split()[0])
+        for r in caplog.records
+        if r.name == "postfork.profile"
+    ]
+    assert profiled == expected and 0 < len(expected) < 40
+
+
+def test_timing_counts_only_what_happens_inside_its_request(pool: Pool) -> None:
+    app = TimingMiddleware(make_app(pool), access_log_format="off")
+    with pool.connection():  # outside any request: reported to nobody
+        pass
+    _, headers, _ = call(app)
+    timing = dict(item.split(";dur=") for item in headers["Server-Timing"].split(", "))
+    assert float(timing["db-connect"]) == 0  # the connect above belonged to no request
+    assert float(timing["db"]) > 0

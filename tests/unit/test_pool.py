@@ -12,8 +12,8 @@ import time
 import pytest
 
 from postfork import DatabaseUnavailable, Pool, PoolClosed, PoolTimeout
-from postfork._pool import SERVER_TIMEOUT_SHARE
 from postfork.errors import ConfigError
+from postfork.pool.lifetime import SERVER_TIMEOUT_SHARE
 
 from .fakes import FakeClock, FakeDriver, FakeOperationalError
 

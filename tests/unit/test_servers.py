@@ -1,11 +1,24 @@
-"""Server and role detection, without a server: the stack gunicorn would have is simulated by
-running detect() from code compiled under gunicorn's file names."""
+"""Server and role detection without a server: a stand-in ``uwsgi`` module for uWSGI, gunicorn's
+named hooks called as gunicorn calls them, and the stack fallback simulated by running detect()
+from code compiled under gunicorn's file names."""
 
 from __future__ import annotations
 
-import gunicorn  # noqa: F401  (detection only looks when gunicorn is imported)
+import json
+import os
+import sys
+import types
+from collections.abc import Iterator
 
-from postfork._servers import Role, detect
+import gunicorn  # noqa: F401  (detection only looks when gunicorn is imported)
+import pytest
+
+import postfork.gunicorn as hooks
+from postfork import Pool
+from postfork.servers import Role, detect
+from postfork.servers import gunicorn as gunicorn_server
+
+from .fakes import FakeDriver
 
 
 def detect_from(filename: str) -> tuple[str, Role]:
@@ -14,8 +27,30 @@ def detect_from(filename: str) -> tuple[str, Role]:
     return namespace["result"]  # type: ignore[return-value]
 
 
+@pytest.fixture(autouse=True)
+def no_gunicorn_hooks_seen() -> Iterator[None]:
+    gunicorn_server._arbiter_pid = 0
+    yield
+    gunicorn_server._arbiter_pid = 0
+
+
+@pytest.fixture
+def fake_uwsgi(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    module = types.SimpleNamespace(worker_id=lambda: 0, opt={})
+    monkeypatch.setitem(sys.modules, "uwsgi", module)
+    return module
+
+
 def test_no_server_is_standalone() -> None:
     assert detect() == ("none", Role.STANDALONE)
+
+
+def test_uwsgi_worker_id_zero_is_the_master_and_any_other_a_worker(
+    fake_uwsgi: types.SimpleNamespace,
+) -> None:
+    assert detect() == ("uwsgi", Role.MASTER)
+    fake_uwsgi.worker_id = lambda: 3
+    assert detect() == ("uwsgi", Role.WORKER)
 
 
 def test_app_loaded_by_a_gunicorn_worker_is_a_worker() -> None:
@@ -24,3 +59,40 @@ def test_app_loaded_by_a_gunicorn_worker_is_a_worker() -> None:
 
 def test_app_preloaded_by_the_gunicorn_arbiter_is_the_master() -> None:
     assert detect_from("/venv/site-packages/gunicorn/arbiter.py") == ("gunicorn", Role.MASTER)
+
+
+def test_gunicorn_pre_fork_hook_makes_this_process_the_arbiter_without_the_stack() -> None:
+    hooks.pre_fork(types.SimpleNamespace(pid=os.getpid()), object())
+    assert detect() == ("gunicorn", Role.MASTER)  # no gunicorn code on this stack
+
+
+def test_gunicorn_post_fork_hook_makes_the_child_a_worker_even_under_the_arbiter_code() -> None:
+    arbiter = types.SimpleNamespace(pid=os.getpid())
+    hooks.pre_fork(arbiter, object())
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            hooks.post_fork(arbiter, object())
+            role = detect_from("/venv/site-packages/gunicorn/arbiter.py")[1].value
+            os.write(write_end, json.dumps(role).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    assert json.loads(os.read(read_end, 100)) == "worker"
+    assert detect() == ("gunicorn", Role.MASTER)  # the arbiter itself is unchanged
+
+
+def test_gunicorn_pre_fork_closes_what_a_pool_opened_in_the_arbiter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = Pool("mysql://u@db/x", driver=FakeDriver(), min_idle=2, max_size=2)  # type: ignore[arg-type]
+    pool.warm()  # the app opened connections while the arbiter loaded it
+    conns = [slot.conn for slot in pool._idle]
+    with caplog.at_level("WARNING", logger="postfork.server"):
+        hooks.pre_fork(types.SimpleNamespace(pid=os.getpid()), object())
+    assert all(conn.closed and not conn.closed_on_devnull for conn in conns)  # clean COM_QUIT
+    assert pool.stats()["idle"] == 0 and pool.warm() == 0  # and it keeps none from now on
+    assert "held 2 idle and 0 leased connection(s)" in caplog.text
+    assert "call postfork.install(pool)" in caplog.text

@@ -15,13 +15,13 @@ Pure functions over recorded data (no I/O), so the definitions below are the who
 
 from __future__ import annotations
 
-import datetime
 import math
-import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..install import WarmReport
 from .loadgen import LoadResult, Samples
 
 SLOW_MARGIN_MS = 5.0
@@ -148,29 +148,30 @@ def _overlaps(start: float, end: float, windows: list[tuple[float, float]]) -> b
     return any(start < w_end and w_start < end for w_start, w_end in windows)
 
 
-# -- respawn gaps, from the server's log ---------------------------------------------------
-
-_WARM_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO postfork\.install: "
-    r"pid (\d+): warm in ([\d.]+) ms",
-    re.MULTILINE,
-)
+# -- respawn gaps, from the workers' warm-up records ---------------------------------------
 
 
 @dataclass(frozen=True)
 class WorkerStart:
     pid: int
-    forked: float  # wall clock: when its post-fork hook began (logged time minus warm-up time)
-    ready: float  # wall clock: when it logged it was warm
+    forked: float  # wall clock: when its post-fork hook began
+    ready: float  # wall clock: when it was warm
 
 
-def worker_starts(log: str) -> list[WorkerStart]:
-    """Every worker's start, from ``postfork.install``'s "pid N: warm in X ms" line."""
-    starts = []
-    for stamp, pid, warm_ms in _WARM_LINE.findall(log):
-        logged = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        starts.append(WorkerStart(int(pid), logged - float(warm_ms) / 1e3, logged))
+def worker_starts(reports: Iterable[WarmReport]) -> list[WorkerStart]:
+    """Every worker's start, from the :class:`~postfork.install.WarmReport` records the
+    service writes (``POSTFORK_EVENT_LOG``); the master's and failed warm-ups are left out."""
+    starts = [
+        WorkerStart(report.pid, report.started_at, report.ready_at)
+        for report in reports
+        if report.error is None and report.role != "master"
+    ]
     return sorted(starts, key=lambda start: start.forked)
+
+
+def read_warm_reports(lines: Iterable[str]) -> list[WarmReport]:
+    reports = (WarmReport.from_json(line) for line in lines if line.strip())
+    return [report for report in reports if report is not None]
 
 
 @dataclass
@@ -183,19 +184,21 @@ class RespawnGaps:
     to_ready: list[float] = field(default_factory=list)
 
 
-def respawn_gaps(result: LoadResult, processes: int, log: str) -> RespawnGaps:
+def respawn_gaps(
+    result: LoadResult, processes: int, reports: Iterable[WarmReport]
+) -> RespawnGaps:
     """Retired workers and new workers paired in time order (the n-th worker to go with the
-    first start after it); needs a connect mode that logs its warm-up (warm, postfork)."""
+    first start after it); needs a connect mode that reports its warm-up (warm, postfork)."""
     samples = result.samples
     workers = Workers.of(samples)
     retired = sorted(
         samples.done[workers.last[pid]] + result.wall_offset for pid in workers.retired(processes)
     )
-    starts = worker_starts(log)
+    starts = worker_starts(reports)
     gaps = RespawnGaps()
     cursor = 0
     for ended in retired:
-        while cursor < len(starts) and starts[cursor].forked < ended - 0.002:  # stamps: whole ms
+        while cursor < len(starts) and starts[cursor].forked < ended - 0.002:  # clock skew
             cursor += 1
         if cursor == len(starts):
             break

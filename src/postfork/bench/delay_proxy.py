@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .._url import DatabaseURL
+from ..url import DatabaseURL
 
 _CHUNK = 65536
 _EOF = b""

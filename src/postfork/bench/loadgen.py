@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..wsgi.timing import parse_server_timing, parse_worker
+
 TRANSPORT_ERROR = 0  # status recorded when no HTTP response arrived (refused, reset, timeout)
 COLUMNS = ("due", "sent", "done", "status", "pid", "number", "connect_ms", "app_ms")
 
@@ -99,16 +101,10 @@ def _parse(raw: bytes) -> tuple[int, int, int, float, float]:
         name, _, value = line.partition(":")
         name = name.strip().lower()
         if name == "x-worker":
-            pid_text, _, number_text = value.strip().partition("/")
-            if pid_text.isdigit() and number_text.isdigit():
-                pid, number = int(pid_text), int(number_text)
+            pid, number = parse_worker(value) or (0, 0)
         elif name == "server-timing":
-            for item in value.split(","):
-                metric, _, duration = item.strip().partition(";dur=")
-                if metric == "db-connect":
-                    connect_ms = float(duration)
-                elif metric == "app":
-                    app_ms = float(duration)
+            timing = parse_server_timing(value)
+            connect_ms, app_ms = timing.get("db-connect", 0.0), timing.get("app", 0.0)
     return status, pid, number, connect_ms, app_ms
 
 

@@ -15,20 +15,23 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .._database import selected_database
-from .._drivers import connect
-from .._serve import ServeOptions
-from .._url import DatabaseURL
+from ..drivers import connect
+from ..install import WarmReport
 from ..service.schema import seed_database
+from ..service.settings import EVENT_LOG_VAR
+from ..tools.database import selected_database
+from ..tools.serve.command import ServeOptions
+from ..tools.serve.runner import ServiceProcess, free_port
+from ..url import DatabaseURL
 from . import analysis, loadgen
 from .delay_proxy import ProxyProcess, proxied, proxy_target
-from .runner import ServiceProcess, free_port
 from .scenarios import STORMS, Scenario
 
 SETTLE_SECONDS = 1.0  # after the server answers: the other workers finish their start-up
@@ -75,7 +78,7 @@ class ScenarioRun:
     scenario: Scenario
     open_loop: loadgen.LoadResult | None
     closed_loop: loadgen.LoadResult
-    log: str
+    warm_reports: list[WarmReport]
 
 
 @contextmanager
@@ -181,7 +184,18 @@ class Suite:
         )
         label = scenario.name
         self._tick(f"{label}: starting {opts.server}", self._done)
-        with ServiceProcess(url, options, env=scenario.env) as service:
+        with tempfile.TemporaryDirectory(prefix="postfork-bench-") as scratch:
+            events = os.path.join(scratch, "events.jsonl")
+            env = {**scenario.env, EVENT_LOG_VAR: events}
+            open_loop, closed_loop = self._drive(url, options, env, label, storm)
+            reports = analysis.read_warm_reports(_lines(events))
+        return ScenarioRun(scenario, open_loop, closed_loop, reports)
+
+    def _drive(
+        self, url: DatabaseURL, options: ServeOptions, env: dict[str, str], label: str, storm: bool
+    ) -> tuple[loadgen.LoadResult | None, loadgen.LoadResult]:
+        opts = self.options
+        with ServiceProcess(url, options, env=env) as service:
             time.sleep(SETTLE_SECONDS)
             if not self._system_warm:  # the first server also warms the proxy and the database
                 loadgen.run(replace(SYSTEM_WARMUP, port=service.port))
@@ -198,8 +212,7 @@ class Suite:
                 port=service.port, duration=duration, connections=opts.connections
             )
             closed_loop = self._load(f"{label}: closed loop", spec)
-            log = service.log()
-        return ScenarioRun(scenario, open_loop, closed_loop, log)
+        return open_loop, closed_loop
 
     def _load(self, label: str, spec: loadgen.LoadSpec) -> loadgen.LoadResult:
         base = self._done
@@ -227,7 +240,7 @@ class Suite:
         self.curves["closed loop"][run.scenario.name] = sorted(
             analysis.latencies_ms(run.closed_loop.samples)
         )
-        gaps = analysis.respawn_gaps(run.closed_loop, self.options.processes, run.log)
+        gaps = analysis.respawn_gaps(run.closed_loop, self.options.processes, run.warm_reports)
         workers = analysis.Workers.of(run.closed_loop.samples)
         figures["summary"] = run.scenario.summary
         figures["respawns"] = len(workers.born_during_run(self.options.processes))
@@ -261,6 +274,15 @@ def generator_load(runs: list[ScenarioRun], ceiling_rps: float) -> dict[str, Any
     """How close the closed loops came to the generator's own ceiling."""
     peak = max((len(r.closed_loop.samples) / r.closed_loop.elapsed for r in runs), default=0.0)
     return {"peak_closed_loop_rps": peak, "peak_share_of_ceiling": peak / ceiling_rps}
+
+
+def _lines(path: str) -> list[str]:
+    """The lines of a file the service may not have written (no warm-up in lazy mode)."""
+    try:
+        with open(path) as handle:
+            return handle.readlines()
+    except FileNotFoundError:
+        return []
 
 
 def machine() -> dict[str, Any]:

@@ -4,12 +4,16 @@
     postfork serve --server gunicorn ...            (uses this file; bind, workers and
                                                      max_requests come from its command line)
 
-postfork needs no hook here: gunicorn forks with os.fork(), and postfork.install() registers
-itself with os.register_at_fork, so each worker connects right after its fork. With
-preload_app = False the app loads inside each worker and install() warms it at load time.
+gunicorn calls the hooks below by their names (see postfork.gunicorn): pre_fork in the arbiter
+before each fork (its pools keep no connection: no worker inherits one), post_fork in each new
+worker (it connects right after its fork, before loading the app or accepting a request) and
+worker_exit (its connections close cleanly). With preload_app = False the app loads inside each
+worker and postfork.install() warms it at load time.
 """
 
 import os
+
+from postfork.gunicorn import post_fork, pre_fork, worker_exit  # noqa: F401  (gunicorn hooks)
 
 wsgi_app = "postfork.service.wsgi:application"
 bind = "127.0.0.1:8000"

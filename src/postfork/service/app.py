@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseUnavailable, PoolError
-from ..middleware import ClosingBody
+from ..wsgi import ClosingBody
 from .summary import money, summarize
 from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_parameters
 
 if TYPE_CHECKING:
-    from .._install import Installation
-    from .._pool import Pool
-    from ..bench.sqlalchemy_pool import SQLAlchemyPool
+    from ..install import Installation
+    from ..pool import Pool
+    from .baselines import SQLAlchemyPool
 
 log = logging.getLogger("postfork.service")
 

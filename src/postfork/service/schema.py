@@ -9,8 +9,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from .._drivers import connect
-from .._url import DatabaseURL
+from ..drivers import connect
+from ..url import DatabaseURL
 
 log = logging.getLogger("postfork.service.schema")
 

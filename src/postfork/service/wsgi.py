@@ -1,10 +1,10 @@
 """WSGI entry point: ``postfork.service.wsgi:application``, configured from the environment.
 
-``DATABASE_URL`` and the ``POSTFORK_*`` variables (see the README) choose the database and the
-connection mode: ``warm`` (postfork.install with a synthetic warm-up request), ``postfork``
-(connect right after fork, nothing else: the story's fix) or ``lazy`` (connect on a worker's
-first request: the story's "before"); ``sqlalchemy`` runs it on SQLAlchemy's QueuePool with
-``pool_pre_ping`` instead, the bench's baseline.
+``DATABASE_URL`` and the ``POSTFORK_*`` variables (see the README and ``settings.py``) choose
+the database and the connection mode: ``warm`` (postfork.install with a synthetic warm-up
+request), ``postfork`` (connect right after fork, nothing else: the story's fix) or ``lazy``
+(connect on a worker's first request: the story's "before"); ``sqlalchemy`` runs it on
+SQLAlchemy's QueuePool with ``pool_pre_ping`` instead, the bench's baseline.
 
 Around the service, from the inside out: sampled profiling (``POSTFORK_PROFILE``, not wrapped
 at all when unset), ``/metrics``, and timing (``Server-Timing``, ``X-Worker``, the access log,
@@ -14,16 +14,24 @@ and the metrics' observer: it sees every request, as the server counts them).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
-from .. import _config
-from .._install import install
-from .._pool import Pool
-from ..middleware import ProfileSettings, ProfilingMiddleware, TimingMiddleware, WSGIApp
+from ..install import WarmReport, install
+from ..pool import Pool
+from ..wsgi import (
+    MetricsEndpoint,
+    ProfileSettings,
+    ProfilingMiddleware,
+    ServiceMetrics,
+    TimingMiddleware,
+    WSGIApp,
+)
 from .app import Service
+from .settings import ServiceSettings, service_settings
 
 
-def build(settings: _config.ServiceSettings) -> WSGIApp:
+def build(settings: ServiceSettings) -> WSGIApp:
     """The service's WSGI application, wrapped in the middleware its settings ask for."""
     if not logging.getLogger().handlers:  # the server did not configure logging: do it here
         logging.basicConfig(
@@ -36,8 +44,6 @@ def build(settings: _config.ServiceSettings) -> WSGIApp:
         app = ProfilingMiddleware(app, profile)
     metrics = None
     if settings.metrics and isinstance(service.pool, Pool):
-        from ..metrics import MetricsEndpoint, ServiceMetrics
-
         metrics = ServiceMetrics(service.pool)
         app = MetricsEndpoint(app, metrics)
     timing = TimingMiddleware(app, access_log_format=settings.access_log)
@@ -46,9 +52,9 @@ def build(settings: _config.ServiceSettings) -> WSGIApp:
     return timing
 
 
-def _service(settings: _config.ServiceSettings) -> Service:
+def _service(settings: ServiceSettings) -> Service:
     if settings.connect == "sqlalchemy":
-        from ..bench.sqlalchemy_pool import SQLAlchemyPool
+        from .baselines import SQLAlchemyPool
 
         baseline = SQLAlchemyPool(
             settings.database_url,
@@ -69,11 +75,28 @@ def _service(settings: _config.ServiceSettings) -> Service:
         autocommit=True,  # read-only service: no transaction to roll back on return
     )
     service = Service(pool, None, settings.connect)
+    on_warm = _EventLog(settings.event_log) if settings.event_log else None
     if settings.connect == "warm":
-        service.installation = install(pool, warmup=service.warmup_request)
+        service.installation = install(pool, warmup=service.warmup_request, on_warm=on_warm)
     elif settings.connect == "postfork":
-        service.installation = install(pool, preload=False)
+        service.installation = install(pool, preload=False, on_warm=on_warm)
     return service
 
 
-application: Any = build(_config.service_settings())
+class _EventLog:
+    """Appends each worker's WarmReport as one JSON line (``POSTFORK_EVENT_LOG``): the bench
+    times respawns from these records, not from the wording of a log line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, report: WarmReport) -> None:
+        line = (report.to_json() + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of one short line: appends from workers never mix
+        finally:
+            os.close(fd)
+
+
+application: Any = build(service_settings())

@@ -1,0 +1,183 @@
+"""Fork lifecycle: every live pool, and every listener (``install()``), learns about a fork
+the moment it happens in the child.
+
+``os.register_at_fork`` covers ``os.fork()``, gunicorn and ``multiprocessing``; uWSGI forks
+from C and skips it, so the same child hook is chained onto uWSGI's post-fork hook, and each
+pool also compares pids on every call and at exit. Pools and listeners are held weakly: the
+registry never keeps anything alive.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from .servers import uwsgi
+
+log = logging.getLogger("postfork.fork")
+
+
+class ForkAware(Protocol):
+    def _before_fork(self) -> None: ...
+    def _after_fork_in_parent(self) -> None: ...
+    def _ensure_process(self) -> None: ...
+    def _close_at_exit(self) -> None: ...
+
+
+class AfterForkListener(Protocol):
+    def after_fork(self) -> None: ...
+
+
+class ExitListener(Protocol):
+    def at_exit(self) -> None: ...
+
+
+_pools: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+# In registration order (a warm-up registered first runs first), held weakly.
+_listeners: weakref.WeakValueDictionary[int, AfterForkListener] = weakref.WeakValueDictionary()
+_listener_ids = itertools.count()
+_exit_listeners: weakref.WeakSet[ExitListener] = weakref.WeakSet()
+T = TypeVar("T")
+
+
+class OncePerProcess:
+    """True the first time it is asked in each process: a forked child starts afresh."""
+
+    __slots__ = ("_pid",)
+
+    def __init__(self, *, done_here: bool = False) -> None:
+        self._pid = os.getpid() if done_here else 0
+
+    def first(self) -> bool:
+        pid = os.getpid()
+        if self._pid == pid:
+            return False
+        self._pid = pid
+        return True
+
+
+class PerProcess(Generic[T]):
+    """A value that belongs to one process: a forked child gets a fresh one from ``factory``
+    (request counters, per-worker metrics state) instead of its parent's."""
+
+    __slots__ = ("_factory", "_pid", "_value")
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._pid = os.getpid()
+        self._value = factory()
+
+    def get(self, _getpid: Callable[[], int] = os.getpid) -> T:
+        if self._pid != _getpid():
+            self._pid, self._value = _getpid(), self._factory()
+        return self._value
+
+    @property
+    def pid(self) -> int:
+        """The process the current value belongs to."""
+        return self._pid
+
+
+_child_hook = OncePerProcess(done_here=True)  # runs once per process, whichever path calls it
+_exit_hook = OncePerProcess()
+_uwsgi_hooked = False
+# Serialises the post-fork reset in a child where several threads notice the new pid at once.
+reset_lock = threading.Lock()
+
+
+def register(pool: ForkAware) -> None:
+    _pools.add(pool)
+    _hook_uwsgi_once()
+
+
+def add_listener(listener: AfterForkListener) -> None:
+    """Call ``listener.after_fork()`` in every child, after its pools were reset, in the order
+    the listeners were added."""
+    if listener not in _listeners.values():
+        _listeners[next(_listener_ids)] = listener
+    _hook_uwsgi_once()
+
+
+def add_exit_listener(listener: ExitListener) -> None:
+    """Call ``listener.at_exit()`` when this process exits, before its pools are closed
+    (also where uWSGI skips interpreter teardown: its own atexit hook runs it)."""
+    _exit_listeners.add(listener)
+    _hook_uwsgi_once()
+
+
+def _hook_uwsgi_once() -> None:
+    """Inside uWSGI: its post-fork hook runs the child hook (its C fork skips Python's), and
+    its ``atexit`` hook runs the exit hook (``skip-atexit-teardown`` skips Python's)."""
+    global _uwsgi_hooked
+    if not _uwsgi_hooked:
+        _uwsgi_hooked = uwsgi.hook(post_fork=child_started, at_exit=process_exiting)
+
+
+def live_pools() -> list[ForkAware]:
+    return list(_pools)
+
+
+def _before_fork() -> None:
+    # Take every pool's lock so no pool is forked half-way through a state change.
+    for pool in live_pools():
+        pool._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for pool in live_pools():
+        pool._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    global reset_lock
+    reset_lock = threading.Lock()
+    child_started()
+
+
+def child_started() -> None:
+    """In a new child: drop inherited connections, then run the listeners (warm-up)."""
+    if not _child_hook.first():
+        return
+    uwsgi.drop_inherited_accelerator()
+    for pool in live_pools():
+        pool._ensure_process()
+    for listener in list(_listeners.values()):
+        try:
+            listener.after_fork()
+        except Exception:  # a failed warm-up must never kill the worker
+            log.exception("post-fork listener %r failed", listener)
+
+
+def process_exiting() -> None:
+    """This process is leaving: exit listeners, then its pools (also from atexit and uWSGI's
+    own exit hook; it runs once)."""
+    if not _exit_hook.first():
+        return  # uWSGI may run it twice: its own atexit hook, then Python's during teardown
+    for listener in list(_exit_listeners):
+        try:
+            listener.at_exit()
+        except Exception:
+            log.exception("exit listener %r failed", listener)
+    # A child forked from C that never used its pools: abandon inherited connections before
+    # interpreter teardown collects them (which would send COM_QUIT on the parent's sockets).
+    # Then close this process's own connections cleanly: a server that skips interpreter
+    # teardown (uWSGI skip-atexit-teardown) would otherwise leave them to be reset.
+    for pool in live_pools():
+        try:
+            pool._close_at_exit()
+        except Exception:
+            log.exception("closing connections at exit failed")
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
+atexit.register(process_exiting)

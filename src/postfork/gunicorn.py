@@ -1,0 +1,63 @@
+"""gunicorn's named server hooks for postfork, to use in a gunicorn configuration file::
+
+    # gunicorn.conf.py
+    from postfork.gunicorn import post_fork, pre_fork, worker_exit  # noqa: F401
+
+- ``pre_fork(server, worker)``, in the arbiter before each fork: the arbiter is known to be the
+  arbiter, and every pool in it keeps no connection (whatever the app opened while loading is
+  closed cleanly here, and the log says so), so no worker inherits a session.
+- ``post_fork(server, worker)``, in the new worker: inherited connections are abandoned without
+  a byte sent and the pools warm, before the worker loads the app or accepts a request.
+- ``worker_exit(server, worker)``, in a worker on its way out: its exit line is logged and its
+  connections close cleanly.
+
+Without them postfork still works under gunicorn (it forks with ``os.fork()``, which
+``os.register_at_fork`` covers), but the arbiter's role is then guessed from gunicorn's code on
+the stack. If your configuration has its own hook of the same name, call ours from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from . import fork
+from .install import installation_of
+from .pool import Pool
+from .servers import gunicorn as gunicorn_server
+
+log = logging.getLogger("postfork.server")
+
+__all__ = ["post_fork", "pre_fork", "worker_exit"]
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    gunicorn_server.arbiter_forks(os.getpid())
+    for pool in fork.live_pools():
+        if isinstance(pool, Pool):
+            _hold_nothing(pool)
+
+
+def _hold_nothing(pool: Pool) -> None:
+    installed = installation_of(pool) is not None
+    closed, leased = pool.enter_master_mode()
+    if closed or leased:
+        log.warning(
+            "gunicorn arbiter pid %d: %s held %d idle and %d leased connection(s) before "
+            "forking a worker; closed the idle ones%s",
+            os.getpid(),
+            repr(pool),
+            closed,
+            leased,
+            "" if installed else " (call postfork.install(pool) to keep none from the start)",
+        )
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    gunicorn_server.worker_started(int(getattr(server, "pid", 0) or os.getppid()))
+    fork.child_started()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    fork.process_exiting()

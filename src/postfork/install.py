@@ -1,0 +1,262 @@
+"""``postfork.install(pool)``: every worker warm before it accepts a request, under any server.
+
+In a master (uWSGI with ``lazy-apps`` off, gunicorn with ``preload_app``) the driver is
+initialised and the pool keeps no connection, so workers inherit none; each worker warms right
+after its fork. Where the app is loaded inside the worker (``lazy-apps``, no ``preload_app``) or
+no server forks at all, the pool warms at install time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
+
+from . import environment, fork
+from .errors import Error
+from .pool import Pool
+from .servers import Role, detect
+from .servers import uwsgi as uwsgi_server
+
+log = logging.getLogger("postfork.install")
+
+DEFAULT_WARMUP_TIMEOUT = 10.0
+F = TypeVar("F", bound=Callable[[], object])
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmReport:
+    """How one process's warm-up went: the data behind its ``warm in`` log line, for anyone
+    who needs it as data (the bench times respawns with it)."""
+
+    pid: int
+    server: str
+    role: str
+    started_at: float  # wall clock (time.time()): in a worker, right after its fork
+    connections: int  # opened by this warm-up
+    connect_seconds: float
+    warmup_seconds: float  # the warm-up callback
+    error: str | None = None  # why the pool is not warm (the worker serves 503 meanwhile)
+
+    @property
+    def seconds(self) -> float:
+        return self.connect_seconds + self.warmup_seconds
+
+    @property
+    def ready_at(self) -> float:
+        return self.started_at + self.seconds
+
+    def render(self) -> str:
+        if self.error is not None:
+            return (
+                f"pid {self.pid}: pool not warm, serving 503 until the database answers: "
+                f"{self.error}"
+            )
+        return (
+            f"pid {self.pid}: warm in {self.seconds * 1e3:.1f} ms: {self.connections} "
+            f"connection(s) in {self.connect_seconds * 1e3:.1f} ms, "
+            f"warm-up {self.warmup_seconds * 1e3:.1f} ms"
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({"event": "warm", **dataclasses.asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> WarmReport | None:
+        """A report written by :meth:`to_json`, or None for any other line."""
+        record = json.loads(line)
+        if record.pop("event", None) != "warm":
+            return None
+        return cls(**record)
+
+
+WarmListener = Callable[[WarmReport], None]
+
+
+class Installation:
+    """What ``install()`` set up for one pool, and how this process's warm-up went.
+
+    ``on_warm`` listeners receive each :class:`WarmReport` of this process and its workers.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        warmup: Callable[[], object] | None,
+        warmup_timeout: float,
+    ) -> None:
+        self.pool = pool
+        self.warmup = warmup
+        self.warmup_timeout = warmup_timeout
+        self.server, self.role = detect()
+        self.on_warm: list[WarmListener] = []
+        self.last_report: WarmReport | None = None
+        self.warm_pid = 0  # the process whose warm-up succeeded
+
+    def after_fork(self) -> None:
+        self.server, self.role = detect()
+        if not self.pool.closed:
+            self.warm_now()
+
+    def warm_now(self) -> bool:
+        """Open the pool's connections and run the warm-up; never raises (a worker that cannot
+        reach the database must still start, report not-ready and answer 503)."""
+        started_at, started = time.time(), time.perf_counter()
+        try:
+            opened = self.pool.warm()
+        except Error as exc:
+            self._report(started_at, 0, time.perf_counter() - started, 0.0, str(exc))
+            return False
+        connected = time.perf_counter()
+        self._run_warmup()
+        done = time.perf_counter()
+        self._report(started_at, opened, connected - started, done - connected, None)
+        self.warm_pid = os.getpid()
+        return True
+
+    def _report(
+        self, started_at: float, opened: int, connect: float, warmup: float, error: str | None
+    ) -> None:
+        report = WarmReport(
+            os.getpid(), self.server, self.role.value, started_at, opened, connect, warmup, error
+        )
+        self.last_report = report
+        (log.info if error is None else log.warning)("%s", report.render())
+        for listener in self.on_warm:
+            try:
+                listener(report)
+            except Exception:
+                log.exception("warm-up listener %r failed", listener)
+
+    def _run_warmup(self) -> None:
+        """Run the warm-up callback with a time bound; a failure is logged, never raised."""
+        if self.warmup is None:
+            return
+        failure: list[BaseException] = []
+        thread = threading.Thread(
+            target=_capture, args=(self.warmup, failure), name="postfork-warmup", daemon=True
+        )
+        thread.start()
+        thread.join(self.warmup_timeout)
+        if thread.is_alive():
+            log.warning("warm-up still running after %gs; serving anyway", self.warmup_timeout)
+        elif failure:
+            log.warning("warm-up failed (the worker serves anyway): %r", failure[0])
+
+    @property
+    def warm(self) -> bool:
+        """Whether this process finished its warm-up (False in a master, by design)."""
+        return self.warm_pid == os.getpid()
+
+    @property
+    def warm_error(self) -> str | None:
+        report = self.last_report
+        return report.error if report is not None and report.pid == os.getpid() else None
+
+    def ready(self) -> bool:
+        """For ``/readyz``: the pool holds its connections, or can open them now."""
+        idle, in_use = self.pool.counts()
+        if idle + in_use >= max(self.pool.min_idle, 1):
+            return True
+        return self.warm_now()
+
+    def __repr__(self) -> str:
+        return f"<Installation {self.server} {self.role.value} warm={self.warm} pool={self.pool!r}>"
+
+
+def _capture(func: Callable[[], object], failure: list[BaseException]) -> None:
+    try:
+        func()
+    except BaseException as exc:  # reported by the caller's thread
+        failure.append(exc)
+
+
+# The fork registry holds listeners weakly: each installation lives as long as its pool.
+_installations: weakref.WeakKeyDictionary[Pool, Installation] = weakref.WeakKeyDictionary()
+
+
+def install(
+    pool: Pool,
+    *,
+    warmup: Callable[[], object] | None = None,
+    warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
+    preload: bool = True,
+    accelerate_respawns: bool | None = None,
+    on_warm: WarmListener | None = None,
+) -> Installation:
+    """Make ``pool`` warm in every worker before its first request, under uWSGI, gunicorn or
+    plain ``os.fork()``; outside any server it simply warms now.
+
+    ``warmup`` runs after the connections are open (e.g. one synthetic request through the
+    app), bounded by ``warmup_timeout``. ``preload`` initialises the driver in this process so
+    a fresh worker's first connect costs a connect and nothing else. ``accelerate_respawns``
+    (default: ``POSTFORK_ACCELERATE_RESPAWNS``, true) makes a uWSGI master replace a recycled
+    worker at once rather than on its next one-second tick. ``on_warm`` receives every
+    :class:`WarmReport` (also ``installation.on_warm``).
+    """
+    installation = Installation(pool, warmup=warmup, warmup_timeout=warmup_timeout)
+    if on_warm is not None:
+        installation.on_warm.append(on_warm)
+    if preload:
+        pool.preload()
+    _installations[pool] = installation
+    fork.add_listener(installation)
+    if installation.role is Role.MASTER:
+        _enter_master(installation, accelerate_respawns)
+    else:
+        installation.warm_now()
+    return installation
+
+
+def installation_of(pool: Pool) -> Installation | None:
+    return _installations.get(pool)
+
+
+def _enter_master(installation: Installation, accelerate: bool | None) -> None:
+    if accelerate if accelerate is not None else environment.accelerate_respawns():
+        uwsgi_server.accelerate_respawns()
+    closed, leased = installation.pool.enter_master_mode()
+    log.info(
+        "%s master pid %d: driver ready, %s; workers warm after fork",
+        installation.server,
+        os.getpid(),
+        _master_connections(closed, leased),
+    )
+
+
+def _master_connections(closed: int, leased: int) -> str:
+    """What the master held when it stopped keeping connections, in words."""
+    if not closed and not leased:
+        return "no connection kept"
+    found = [f"closed {closed} idle connection(s) opened while loading"] if closed else []
+    if leased:
+        found.append(f"{leased} still leased (closed when returned)")
+    return "; ".join(found)
+
+
+class _FunctionListener:
+    def __init__(self, func: Callable[[], object]) -> None:
+        self.func = func
+
+    def after_fork(self) -> None:
+        self.func()
+
+
+_function_listeners: list[_FunctionListener] = []  # decorated functions live as long as modules
+
+
+def after_fork(func: F) -> F:
+    """Decorator: call ``func`` in every worker right after fork, whatever server forked it
+    (uWSGI, gunicorn, ``os.fork()``). A portable ``@uwsgidecorators.postfork``."""
+    listener = _FunctionListener(func)
+    _function_listeners.append(listener)
+    fork.add_listener(listener)
+    return func
+

@@ -1,0 +1,22 @@
+"""The fork-aware pool: state tables, lifetime, options, events, statistics, Pool and Lease."""
+
+from .events import EVENTS, PoolEvents, listen_all, remove_all
+from .lease import Lease
+from .options import PoolOptions
+from .pool import Pool
+from .state import DiscardReason, PoolMode
+from .stats import DISCARD_REASONS, PoolStats
+
+__all__ = [
+    "DISCARD_REASONS",
+    "EVENTS",
+    "DiscardReason",
+    "Lease",
+    "Pool",
+    "PoolEvents",
+    "PoolMode",
+    "PoolOptions",
+    "PoolStats",
+    "listen_all",
+    "remove_all",
+]

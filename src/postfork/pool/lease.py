@@ -1,0 +1,84 @@
+"""One checkout of one pooled connection (SQLAlchemy's ``_ConnectionFairy``)."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .events import fire
+
+if TYPE_CHECKING:
+    from .pool import Pool
+    from .slot import Slot
+
+
+class Lease:
+    """One checkout of one connection; use it as a context manager.
+
+    After ``__enter__`` it tells what this checkout cost: ``wait_seconds`` blocked on a full
+    pool and ``connect_seconds`` spent opening a connection (0.0 when one was reused). When the
+    pool has checkout or checkin listeners, ``held_seconds`` says how long the block held it.
+    """
+
+    __slots__ = (
+        "_checked_out_at",
+        "_invalid",
+        "_pool",
+        "_slot",
+        "connect_seconds",
+        "connection_id",
+        "held_seconds",
+        "wait_seconds",
+    )
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._slot: Slot | None = None
+        self._invalid = False
+        self._checked_out_at = 0.0
+        self.wait_seconds = 0.0
+        self.connect_seconds = 0.0
+        self.held_seconds = 0.0
+        self.connection_id = 0
+
+    @property
+    def paid_connect(self) -> bool:
+        return self.connect_seconds > 0.0
+
+    def invalidate(self) -> None:
+        """Discard this connection on exit instead of returning it (e.g. after a read timeout)."""
+        self._invalid = True
+
+    def __enter__(self) -> Any:
+        if self._slot is not None:
+            raise RuntimeError("a Lease can be entered only once at a time")
+        pool = self._pool
+        self._slot, self.wait_seconds, self.connect_seconds = pool._checkout()
+        self.connection_id = self._slot.connection_id
+        if pool.events.on_lease:  # unused hooks cost this test and nothing else
+            self._checked_out_at = time.perf_counter()
+            try:
+                fire(pool.events.checkout, pool, self)
+            except BaseException as exc:
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+        return self._slot.conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        slot, self._slot = self._slot, None
+        if slot is None:
+            return
+        pool = self._pool
+        if not self._checked_out_at:  # nobody listened when it began
+            pool._checkin(slot, exc, self._invalid)
+            return
+        self.held_seconds = time.perf_counter() - self._checked_out_at
+        self._checked_out_at = 0.0
+        pool._checkin(slot, exc, self._invalid)
+        fire(pool.events.checkin, pool, self)

@@ -1,0 +1,56 @@
+"""This process's role in a gunicorn server, learnt from gunicorn's own named hooks.
+
+gunicorn calls the hooks its configuration names: ``pre_fork`` in the arbiter before each
+worker's fork, ``post_fork`` in the new worker. The hooks ``postfork.gunicorn`` gives a
+configuration report both moments here, so once the arbiter has forked its first worker every
+process knows its role from gunicorn itself. Before that (while the arbiter preloads the app),
+or under a configuration without those hooks, gunicorn's code on the stack is the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("postfork.server")
+
+_arbiter_pid = 0  # set by the pre_fork/post_fork hooks; a worker inherits it (its pid differs)
+
+
+def arbiter_forks(arbiter_pid: int) -> None:
+    """From the ``pre_fork`` hook, in the arbiter."""
+    global _arbiter_pid
+    _arbiter_pid = arbiter_pid
+
+
+def worker_started(arbiter_pid: int) -> None:
+    """From the ``post_fork`` hook, in the new worker."""
+    global _arbiter_pid
+    _arbiter_pid = arbiter_pid
+
+
+def in_arbiter() -> bool | None:
+    """True in the arbiter, False in a worker, None outside gunicorn."""
+    if _arbiter_pid:
+        return os.getpid() == _arbiter_pid
+    return _in_arbiter_by_stack()
+
+
+def _in_arbiter_by_stack() -> bool | None:
+    """The fallback: a worker that loads the app (no ``preload_app``) runs inside
+    ``gunicorn/workers``; the arbiter preloading it runs inside ``gunicorn/arbiter.py``."""
+    if "gunicorn" not in sys.modules:
+        return None
+    frame = sys._getframe(1)
+    arbiter = False
+    while frame is not None:
+        path = frame.f_code.co_filename.replace(os.sep, "/")
+        if "/gunicorn/workers/" in path:
+            return False
+        arbiter = arbiter or path.endswith("/gunicorn/arbiter.py")
+        frame = frame.f_back  # type: ignore[assignment]
+    if arbiter:
+        log.debug("gunicorn arbiter found on the stack (no pre_fork hook has run yet)")
+        return True
+    return None

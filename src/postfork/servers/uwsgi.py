@@ -1,0 +1,144 @@
+"""uWSGI: its post-fork and exit hooks, its recycling limits, and the respawn accelerator.
+
+uWSGI forks from C, so Python's at-fork hooks do not run there and its ``post_fork_hook`` is
+used (gunicorn and ``multiprocessing`` fork with ``os.fork()``, which ``postfork.fork`` covers
+with ``os.register_at_fork``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType
+
+log = logging.getLogger("postfork.server")
+
+
+def _uwsgi() -> ModuleType | None:
+    """The ``uwsgi`` module exists only inside a uWSGI process."""
+    try:
+        return sys.modules.get("uwsgi") or importlib.import_module("uwsgi")
+    except ImportError:
+        return None
+
+
+def worker_id() -> int | None:
+    """This process's uWSGI worker id (0 in the master), or None outside uWSGI."""
+    uwsgi = _uwsgi()
+    return None if uwsgi is None else int(uwsgi.worker_id())
+
+
+def hook(post_fork: Callable[[], None], at_exit: Callable[[], None]) -> bool:
+    """Inside uWSGI, run ``post_fork`` in each worker right after its C-level fork and
+    ``at_exit`` when a process exits; returns False outside uWSGI."""
+    uwsgi = _uwsgi()
+    if uwsgi is None:
+        return False
+    _chain_uwsgi_post_fork(uwsgi, post_fork)
+    _chain_attribute(uwsgi, "atexit", at_exit)
+    return True
+
+
+def _chain_attribute(module: ModuleType, name: str, callback: Callable[[], None]) -> None:
+    """uWSGI calls one callable stored in a module attribute: keep whoever was there first."""
+    previous = getattr(module, name, None)
+
+    def chained() -> None:
+        if previous is not None:
+            previous()
+        callback()
+
+    setattr(module, name, chained)
+
+
+def _chain_uwsgi_post_fork(uwsgi: ModuleType, callback: Callable[[], None]) -> None:
+    """Join uwsgidecorators' post-fork chain (what ``@postfork`` uses) so neither replaces
+    the other; without a master that module refuses to load, so chain the hook by hand."""
+    try:
+        uwsgidecorators = importlib.import_module("uwsgidecorators")
+    except Exception as exc:  # it raises a bare Exception when the master is disabled
+        log.debug("uwsgidecorators unavailable (%s); chaining uwsgi.post_fork_hook", exc)
+        _chain_attribute(uwsgi, "post_fork_hook", callback)
+        return
+    uwsgidecorators.postfork(callback)
+
+
+def _wake_master(signum: int, frame: object) -> None:
+    """Does nothing: its only effect is that the signal interrupts the uWSGI master's wait."""
+
+
+def accelerate_respawns() -> bool:
+    """In the uWSGI master: replace a dead worker at once instead of on the next tick.
+
+    uWSGI's master reaps dead workers only when its event loop wakes, at the latest after its
+    one-second check interval. With a SIGCHLD handler installed, a worker's exit interrupts
+    that wait (EINTR, which uWSGI handles silently) and the loop goes straight to waitpid()
+    and the respawn. The handler runs no code of its own and nothing is sent anywhere.
+    """
+    uwsgi = _uwsgi()
+    if uwsgi is None or uwsgi.worker_id() != 0 or uwsgi.masterpid() != os.getpid():
+        return False  # not the master (no master, a worker, a mule)
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("respawn accelerator not installed: not on the master's main thread")
+        return False
+    current = signal.getsignal(signal.SIGCHLD)
+    if current not in (signal.SIG_DFL, None, _wake_master):
+        log.warning(
+            "respawn accelerator not installed: SIGCHLD already has a handler (%r)", current
+        )
+        return False
+    signal.signal(signal.SIGCHLD, _wake_master)
+    log.info("uWSGI master pid %d: respawn accelerator on (SIGCHLD wakes the master)", os.getpid())
+    return True
+
+
+def drop_inherited_accelerator() -> None:
+    """In a worker: restore the default SIGCHLD disposition the master had before us."""
+    if signal.getsignal(signal.SIGCHLD) is _wake_master and (
+        threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def exit_reason(requests_served: int) -> str:
+    """Why a worker is exiting, as far as the server lets us know (for its exit log line)."""
+    uwsgi = _uwsgi()
+    if uwsgi is None or uwsgi.worker_id() <= 0:
+        return "process exit"
+    limit = _uwsgi_request_limit(uwsgi)
+    if 0 < limit <= requests_served:
+        return f"max-requests ({limit}) reached"
+    return "stopped or reloaded by the server"
+
+
+def exit_hooks_may_interrupt(requests_served: int) -> bool:
+    """Whether this exit's hooks may run inside a signal handler, on top of whatever Python code
+    the signal interrupted (so they must not take locks that code may hold). uWSGI calls its
+    atexit hook from the C handler of the signal that stops a worker; its recycling after
+    max-requests is an orderly call. Python's own signal handlers unwind first."""
+    uwsgi = _uwsgi()
+    if uwsgi is None or uwsgi.worker_id() <= 0:
+        return False
+    limit = _uwsgi_request_limit(uwsgi)
+    return not 0 < limit <= requests_served
+
+
+def _uwsgi_request_limit(uwsgi: ModuleType) -> int:
+    """This worker's max-requests: uWSGI adds (worker id - 1) x max-requests-delta."""
+    limit = _uwsgi_number(uwsgi, "max-requests")
+    if limit > 0:
+        limit += (uwsgi.worker_id() - 1) * _uwsgi_number(uwsgi, "max-requests-delta")
+    return limit
+
+
+def _uwsgi_number(uwsgi: ModuleType, option: str) -> int:
+    value = uwsgi.opt.get(option, b"0")
+    if isinstance(value, list):
+        value = value[-1]  # repeated option: the last one wins, as in uWSGI
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return int(text) if text.isdigit() else 0

@@ -1,0 +1,55 @@
+"""How the reference service runs, from ``DATABASE_URL`` and ``POSTFORK_*`` (see the README)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .. import environment
+from ..drivers import DRIVER_NAMES
+from ..errors import ConfigError
+from ..validate import POSITIVE_INTEGER, POSITIVE_SECONDS
+
+# warm: install() with a synthetic warm-up request; postfork: connect after fork only (the
+# story's fix); lazy: connect on a worker's first request (the story's before); sqlalchemy:
+# stock SQLAlchemy QueuePool with pool_pre_ping instead of postfork (the bench's baseline)
+CONNECT_MODES = ("warm", "postfork", "lazy", "sqlalchemy")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ACCESS_LOG_FORMATS = ("logfmt", "json", "off")
+EVENT_LOG_VAR = "POSTFORK_EVENT_LOG"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceSettings:
+    database_url: str
+    connect: str = "warm"
+    driver: str = "mysqlclient"
+    pool_size: int = 2
+    checkout_timeout: float = 2.0
+    connect_timeout: float = 2.0
+    log_level: str = "INFO"
+    access_log: str = "logfmt"  # logfmt, json or off: one line per request (postfork.access)
+    profile: str = ""  # ProfileSettings text, e.g. "every=100,first=1"; empty: no profiling
+    metrics: bool = True  # /metrics, aggregated over the server's workers
+    event_log: str = ""  # a file: each worker's WarmReport as a JSON line (the bench reads it)
+
+
+def service_settings() -> ServiceSettings:
+    url = environment.database_url()
+    if not url:
+        raise ConfigError(
+            f"{environment.DATABASE_URL_VAR} is not set: the service needs "
+            "mysql://user:password@host:port/db (postfork serve sets it for you)"
+        )
+    return ServiceSettings(
+        database_url=url,
+        connect=environment.choice("POSTFORK_CONNECT", "warm", CONNECT_MODES),
+        driver=environment.choice("POSTFORK_DRIVER", "mysqlclient", DRIVER_NAMES),
+        pool_size=int(environment.number("POSTFORK_POOL_SIZE", 2, POSITIVE_INTEGER)),
+        checkout_timeout=environment.number("POSTFORK_CHECKOUT_TIMEOUT", 2.0, POSITIVE_SECONDS),
+        connect_timeout=environment.number("POSTFORK_CONNECT_TIMEOUT", 2.0, POSITIVE_SECONDS),
+        log_level=environment.choice("POSTFORK_LOG_LEVEL", "INFO", LOG_LEVELS),
+        access_log=environment.choice("POSTFORK_ACCESS_LOG", "logfmt", ACCESS_LOG_FORMATS),
+        profile=environment.text("POSTFORK_PROFILE"),
+        metrics=environment.switch("POSTFORK_METRICS", True, on="on", off="off"),
+        event_log=environment.text(EVENT_LOG_VAR),
+    )

@@ -1,0 +1,137 @@
+"""``postfork serve``: run the reference service under uWSGI, gunicorn or a development server.
+
+The server runs as a child process with the shipped configuration (``postfork/deploy``), the
+database URL in its environment (never on its command line) and the options given here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ... import environment
+from ...deploy import GUNICORN_CONF, UWSGI_INI
+from ...errors import ConfigError
+from ...url import DatabaseURL
+
+SERVERS = ("uwsgi", "gunicorn", "dev")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    server: str = "uwsgi"
+    processes: int = 4
+    max_requests: int = 100  # 0: never recycle
+    bind: str = "127.0.0.1:8000"
+    connect: str = "warm"
+    driver: str = "mysqlclient"
+    extra: tuple[str, ...] = ()  # passed to the server as they are
+
+
+def describe(options: ServeOptions) -> str:
+    """What will serve, in words (the development server ignores processes and recycling)."""
+    if options.server == "dev":
+        return "1 process, no recycling"
+    recycling = f"max-requests {options.max_requests}" if options.max_requests else "no recycling"
+    return f"{options.processes} processes, {recycling}"
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--bind must be HOST:PORT, got {bind!r}")
+    return host, int(port)
+
+
+def _executable(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if not found:
+        package = {"uwsgi": "uwsgi", "gunicorn": "gunicorn"}[name]
+        raise ConfigError(f"{name} is not installed: pip install {package} (or --server dev)")
+    return found
+
+
+def command(options: ServeOptions) -> list[str]:
+    """The server's command line (no secrets: the database URL travels in the environment)."""
+    split_bind(options.bind)
+    if options.server == "uwsgi":
+        return [
+            _executable("uwsgi"),
+            "--ini",
+            str(UWSGI_INI),
+            "--http-socket",
+            options.bind,
+            "--processes",
+            str(options.processes),
+            "--max-requests",
+            str(options.max_requests),
+            *options.extra,
+        ]
+    if options.server == "gunicorn":
+        recycling = ["--max-requests", str(options.max_requests)]
+        if options.max_requests == 0:
+            recycling += ["--max-requests-jitter", "0"]
+        return [
+            _executable("gunicorn"),
+            "-c",
+            str(GUNICORN_CONF),
+            "--bind",
+            options.bind,
+            "--workers",
+            str(options.processes),
+            *recycling,
+            *options.extra,
+        ]
+    if options.server == "dev":
+        return [sys.executable, "-m", "postfork.tools.serve.devserver", options.bind]
+    raise ConfigError(f"--server must be one of {', '.join(SERVERS)}, got {options.server!r}")
+
+
+METRICS_DIR_PREFIX = "postfork-serve-metrics-"
+
+
+def server_environment(url: DatabaseURL, options: ServeOptions) -> dict[str, str]:
+    """The server's environment. Unless the caller chose one, a fresh directory for the
+    workers' shared metrics files (see ``postfork.wsgi.metrics``; remove it with
+    :func:`remove_metrics_dir` when the server has stopped)."""
+    env = {
+        **os.environ,
+        environment.DATABASE_URL_VAR: url.render_secret(),
+        "POSTFORK_CONNECT": options.connect,
+        "POSTFORK_DRIVER": options.driver,
+        "POSTFORK_BIND": options.bind,
+    }
+    if not env.get(environment.METRICS_DIR_VAR, "").strip():
+        env[environment.METRICS_DIR_VAR] = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX)
+    return env
+
+
+def remove_metrics_dir(env: dict[str, str]) -> None:
+    """Remove the metrics directory :func:`server_environment` created (never one the caller
+    chose)."""
+    path = env.get(environment.METRICS_DIR_VAR, "")
+    if Path(path).name.startswith(METRICS_DIR_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run(url: DatabaseURL, options: ServeOptions) -> int:
+    """Run the server in the foreground until it exits or we are told to stop."""
+    env = server_environment(url, options)
+    server = subprocess.Popen(command(options), env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        server.send_signal(signum)  # only forwards: the server does the work
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    try:
+        return server.wait()
+    finally:
+        remove_metrics_dir(env)
