@@ -17,7 +17,10 @@ ROOT = str(Path(__file__).resolve().parents[2])
 APP = "tests.e2e.apps.loadtime_query:application"
 
 
-def argv(server: str, port: int) -> list[str]:
+HOOKS_CONF = "from postfork.gunicorn import post_fork, pre_fork, worker_exit  # noqa: F401\n"
+
+
+def argv(server: str, port: int, conf: str | None = None) -> list[str]:
     if server == "uwsgi":
         return [
             _executable("uwsgi"),
@@ -36,6 +39,7 @@ def argv(server: str, port: int) -> list[str]:
         ]
     return [
         _executable("gunicorn"),
+        *(["-c", conf] if conf else []),
         "--preload",
         "--workers",
         "2",
@@ -77,3 +81,25 @@ def test_master_keeps_no_session_and_each_worker_has_its_own(
             seen[body["pid"]] = body["connection_id"]
         assert len(set(seen.values())) == len(seen)  # no two workers share a session
         assert "Traceback" not in service.log()
+
+
+def test_gunicorn_hooks_close_what_the_app_opened_in_the_arbiter_without_install(
+    service_db: EmbeddedMariaDB, tmp_path: Path
+) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(HOOKS_CONF)
+    port = free_port()
+    service = ServiceProcess(
+        service_db.url,
+        ServeOptions(server="gunicorn", bind=f"127.0.0.1:{port}"),
+        argv=argv("gunicorn", port, str(conf)),
+        env={"PYTHONPATH": ROOT + ":" + ":".join(sys.path), "LOADTIME_INSTALL": "0"},
+    )
+    with service:
+        time.sleep(0.5)
+        # no warm-up without install(): each worker connects on its first request
+        pids = {get(port, "/").body["pid"] for _ in range(20)}
+        assert sessions(service_db) == len(pids)  # the arbiter's own session is gone
+        log = service.log()
+    assert "held 1 idle and 0 leased connection(s) before forking a worker" in log
+    assert "call postfork.install(pool)" in log

@@ -6,7 +6,6 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .events import fire
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -59,7 +58,8 @@ class Lease:
         if pool.events.on_lease:  # unused hooks cost this test and nothing else
             self._checked_out_at = time.perf_counter()
             try:
-                fire(pool.events.checkout, pool, self)
+                for listener in pool.events.checkout:  # fire(), inline: once per checkout
+                    listener(pool, self)
             except BaseException as exc:
                 self.__exit__(type(exc), exc, exc.__traceback__)
                 raise
@@ -81,4 +81,5 @@ class Lease:
         self.held_seconds = time.perf_counter() - self._checked_out_at
         self._checked_out_at = 0.0
         pool._checkin(slot, exc, self._invalid)
-        fire(pool.events.checkin, pool, self)
+        for listener in pool.events.checkin:
+            listener(pool, self)

@@ -96,12 +96,20 @@ def report_held(seconds: float) -> None:
         request.db += seconds
 
 
-def _on_checkout(pool: Pool, lease: Lease) -> None:
-    report_checkout(lease.wait_seconds, lease.connect_seconds)
+def _on_checkout(pool: Pool, lease: Lease, _get: Any = _current.get) -> None:
+    # report_checkout(), inline with the context variable's getter bound: every checkout
+    request = _get()
+    if request is not None:
+        connect = lease.connect_seconds
+        request.wait += lease.wait_seconds
+        request.connect += connect
+        request.connects += connect > 0.0
 
 
-def _on_checkin(pool: Pool, lease: Lease) -> None:
-    report_held(lease.held_seconds)
+def _on_checkin(pool: Pool, lease: Lease, _get: Any = _current.get) -> None:
+    request = _get()
+    if request is not None:
+        request.db += lease.held_seconds
 
 
 # -- per worker ------------------------------------------------------------------------------
