@@ -74,7 +74,9 @@ def run_path(path: str, count: int, url: str) -> None:
 
     pool = Pool(url, min_idle=1, max_size=1)
     pool.warm()
-    timing_middleware = _import("postfork.wsgi.TimingMiddleware", "postfork.middleware.TimingMiddleware")
+    timing_middleware = _import(
+        "postfork.wsgi.TimingMiddleware", "postfork.middleware.TimingMiddleware"
+    )
     if path.startswith("checkout"):
         if path == "checkout+timing":
             timing_middleware(_app(None))  # registers its listeners (old tree: always reports)

@@ -78,6 +78,14 @@ class FakeDriver(Driver):
             self.opened.append(conn)
         return conn
 
+    def connect_kwargs(
+        self, url: DatabaseURL, connect_timeout: float, autocommit: bool
+    ) -> dict[str, Any]:
+        return {"autocommit": autocommit}
+
+    def open(self, **kwargs: Any) -> Any:
+        raise AssertionError("the fake connects in connect() itself")
+
     def fileno(self, conn: Any) -> int:
         return int(conn.client.fileno())
 

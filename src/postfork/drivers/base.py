@@ -57,7 +57,6 @@ class Driver(abc.ABC):
     name: str
     module: Any  # the DB-API module (MySQLdb, pymysql)
 
-    @abc.abstractmethod
     def connect(
         self,
         url: DatabaseURL,
@@ -68,6 +67,18 @@ class Driver(abc.ABC):
     ) -> Any:
         """Open a connection; ``extra`` are driver connect arguments that override the URL's
         (``client_flag``, ``conv``...). Driver errors propagate (the pool translates them)."""
+        kwargs = self.connect_kwargs(url, connect_timeout, autocommit)
+        return self.open(**{**kwargs, **(extra or {})})
+
+    @abc.abstractmethod
+    def connect_kwargs(
+        self, url: DatabaseURL, connect_timeout: float, autocommit: bool
+    ) -> dict[str, Any]:
+        """The URL and settings as this driver's ``connect()`` keywords."""
+
+    @abc.abstractmethod
+    def open(self, **kwargs: Any) -> Any:
+        """The driver's own connect call."""
 
     @abc.abstractmethod
     def fileno(self, conn: Any) -> int:

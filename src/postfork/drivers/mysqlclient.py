@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ..url import DatabaseURL
@@ -69,16 +69,13 @@ class MysqlclientDriver(Driver):
         self.module = MySQLdb
         self._status = _ServerStatusReader(_mysql.__file__)
 
-    def connect(
-        self,
-        url: DatabaseURL,
-        *,
-        connect_timeout: float,
-        autocommit: bool,
-        extra: Mapping[str, Any] | None = None,
-    ) -> Any:
-        kwargs = _connect_kwargs(url, connect_timeout, autocommit)
-        return self.module.connect(**{**kwargs, **(extra or {})})
+    def open(self, **kwargs: Any) -> Any:
+        return self.module.connect(**kwargs)
+
+    def connect_kwargs(
+        self, url: DatabaseURL, connect_timeout: float, autocommit: bool
+    ) -> dict[str, Any]:
+        return _connect_kwargs(url, connect_timeout, autocommit)
 
     def fileno(self, conn: Any) -> int:
         return int(conn.fileno())

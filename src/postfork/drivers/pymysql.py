@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 from ..url import DatabaseURL
@@ -22,16 +21,13 @@ class PyMySQLDriver(Driver):
         self._in_trans_flag = int(SERVER_STATUS.SERVER_STATUS_IN_TRANS)
         self._connection_class = _connection_class(pymysql.connections.Connection)
 
-    def connect(
-        self,
-        url: DatabaseURL,
-        *,
-        connect_timeout: float,
-        autocommit: bool,
-        extra: Mapping[str, Any] | None = None,
-    ) -> Any:
-        kwargs = _connect_kwargs(url, connect_timeout, autocommit)
-        return self._connection_class(**{**kwargs, **(extra or {})})
+    def open(self, **kwargs: Any) -> Any:
+        return self._connection_class(**kwargs)
+
+    def connect_kwargs(
+        self, url: DatabaseURL, connect_timeout: float, autocommit: bool
+    ) -> dict[str, Any]:
+        return _connect_kwargs(url, connect_timeout, autocommit)
 
     def fileno(self, conn: Any) -> int:
         sock = conn._sock  # PyMySQL has no public accessor for its socket

@@ -6,7 +6,6 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:
     from .pool import Pool
     from .slot import Slot
