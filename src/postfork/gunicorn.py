@@ -1,13 +1,15 @@
 """gunicorn's named server hooks for postfork, to use in a gunicorn configuration file::
 
     # gunicorn.conf.py
-    from postfork.gunicorn import post_fork, pre_fork, worker_exit  # noqa: F401
+    from postfork.gunicorn import post_fork, post_request, pre_fork, worker_exit  # noqa: F401
 
 - ``pre_fork(server, worker)``, in the arbiter before each fork: the arbiter is known to be the
   arbiter, and every pool in it keeps no connection (whatever the app opened while loading is
   closed cleanly here, and the log says so), so no worker inherits a session.
 - ``post_fork(server, worker)``, in the new worker: inherited connections are abandoned without
   a byte sent and the pools warm, before the worker loads the app or accepts a request.
+- ``post_request(worker, req, environ, resp)``, after each response is sent: the pools' upkeep
+  (connections near the end of their life replaced, off the request path).
 - ``worker_exit(server, worker)``, in a worker on its way out: its exit line is logged and its
   connections close cleanly.
 
@@ -26,10 +28,11 @@ from . import fork
 from .install import installation_of
 from .pool import Pool
 from .servers import gunicorn as gunicorn_server
+from .upkeep import upkeep
 
 log = logging.getLogger("postfork.server")
 
-__all__ = ["post_fork", "pre_fork", "worker_exit"]
+__all__ = ["post_fork", "post_request", "pre_fork", "worker_exit"]
 
 
 def pre_fork(server: Any, worker: Any) -> None:
@@ -57,6 +60,11 @@ def _hold_nothing(pool: Pool) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     gunicorn_server.worker_started(int(getattr(server, "pid", 0) or os.getppid()))
     fork.child_started()
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """After each response is sent: the installed pools' upkeep, off the request path."""
+    upkeep.after_response()
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -23,6 +23,7 @@ from .errors import Error
 from .pool import Pool
 from .servers import Role, detect
 from .servers import uwsgi as uwsgi_server
+from .upkeep import upkeep
 
 log = logging.getLogger("postfork.install")
 
@@ -99,11 +100,14 @@ class Installation:
         self.on_warm: list[WarmListener] = []
         self.last_report: WarmReport | None = None
         self.warm_pid = 0  # the process whose warm-up succeeded
+        self.upkeep = True  # maintain() after responses and on a timer in each worker
 
     def after_fork(self) -> None:
         self.server, self.role = detect()
         if not self.pool.closed:
             self.warm_now()
+            if self.upkeep:
+                upkeep.start_timer()
 
     def warm_now(self) -> bool:
         """Open the pool's connections and run the warm-up; never raises (a worker that cannot
@@ -190,6 +194,7 @@ def install(
     preload: bool = True,
     accelerate_respawns: bool | None = None,
     on_warm: WarmListener | None = None,
+    upkeep_timer: bool = True,
 ) -> Installation:
     """Make ``pool`` warm in every worker before its first request, under uWSGI, gunicorn or
     plain ``os.fork()``; outside any server it simply warms now.
@@ -200,18 +205,27 @@ def install(
     (default: ``POSTFORK_ACCELERATE_RESPAWNS``, true) makes a uWSGI master replace a recycled
     worker at once rather than on its next one-second tick. ``on_warm`` receives every
     :class:`WarmReport` (also ``installation.on_warm``).
+
+    The pool's upkeep (``maintain()``: connections replaced before their lifetime ends, refilled
+    to ``min_idle``) then runs off the request path by itself: after each response under uWSGI
+    (and gunicorn with ``postfork.gunicorn.post_request``), and on a timer thread in each worker
+    (``upkeep_timer=False``: none; the responses' hook alone).
     """
     installation = Installation(pool, warmup=warmup, warmup_timeout=warmup_timeout)
+    installation.upkeep = upkeep_timer
     if on_warm is not None:
         installation.on_warm.append(on_warm)
     if preload:
         pool.preload()
     _installations[pool] = installation
     fork.add_listener(installation)
+    upkeep.add(pool)
     if installation.role is Role.MASTER:
         _enter_master(installation, accelerate_respawns)
     else:
         installation.warm_now()
+        if upkeep_timer:
+            upkeep.start_timer()
     return installation
 
 

@@ -45,7 +45,7 @@ def test_standalone_install_warms_now_and_every_forked_child_warms_itself(
     pool = Pool(database_url, driver=driver, min_idle=2, max_size=2)
     installation = install(pool, warmup=lambda: calls.append(os.getpid()))
     assert installation.role.value == "standalone" and installation.warm
-    assert pool.stats()["idle"] == 2 and calls == [os.getpid()]
+    assert pool.stats()["idle"] == 2 and calls == [os.getpid()], str(pool.stats())
 
     def child() -> dict[str, Any]:
         stats = pool.stats()  # before any checkout: the fork hook already warmed

@@ -127,3 +127,25 @@ def test_threads_share_a_real_pool_safely(database_url: DatabaseURL, driver: str
         stats = pool.stats()
     assert errors == []
     assert stats["checkouts"] == 300 and stats["connects"] <= 3
+
+
+def test_the_rollback_on_return_does_not_wait_yet_frees_the_locks_at_once(
+    database_url: DatabaseURL, driver: str, scratch_table: str
+) -> None:
+    """A returned transaction's ROLLBACK is sent and not waited for: the server releases its
+    locks at once, and the reply is read at the next checkout."""
+    with Pool(database_url, driver=driver, min_idle=0, max_size=1) as pool:
+        lease = pool.connection()
+        with lease as conn:
+            conn.cursor().execute(f"INSERT INTO {scratch_table} VALUES (7)")  # holds the row lock
+        assert pool._driver.reset_pending(conn)  # returned without waiting for the reply
+        started = time.monotonic()
+        admin_query(
+            database_url,
+            f"SET STATEMENT innodb_lock_wait_timeout=2 FOR INSERT INTO {scratch_table} VALUES (7)",
+        )  # would wait 2 s and fail if the row lock were still held
+        assert time.monotonic() - started < 1.5
+        with pool.connection() as again:
+            assert again is conn and not pool._driver.reset_pending(conn)
+            assert scalar(again, f"SELECT COUNT(*) FROM {scratch_table}") == 1  # the admin's row
+        assert pool.stats()["discards"] == dict.fromkeys(pool.stats()["discards"], 0)

@@ -41,6 +41,14 @@ class FakeConnection:
         self.open = True
         self.fail_rollback = False
         self.closed_on_devnull: bool | None = None
+        self._postfork_reset_pending = False  # a ROLLBACK sent, its reply not read yet
+
+    def _postfork_finish_reset(self) -> None:
+        """Read the ROLLBACK's reply: one byte from the fake server, or EOF if it went away."""
+        self._postfork_reset_pending = False
+        if self.client.recv(1) != b"R":
+            raise FakeOperationalError(2013, "Lost connection to server during query")
+        self.in_transaction = False
 
     def server_kills(self) -> None:
         """The server ends the session: the client's socket becomes readable (EOF)."""
@@ -96,10 +104,13 @@ class FakeDriver(Driver):
         pass
 
     def rollback(self, conn: Any) -> None:
+        """As postfork's adapters do: send the ROLLBACK, read its reply later."""
         if conn.fail_rollback:
             raise FakeOperationalError(2013, "Lost connection to server during query")
         conn.rollbacks += 1
-        conn.in_transaction = False
+        if conn.server.fileno() != -1:
+            conn.server.sendall(b"R")  # the server's OK arrives on the client's socket
+        conn._postfork_reset_pending = True
 
     def close(self, conn: Any) -> None:
         # What a real driver sends on close (COM_QUIT) goes to this fd: record where it points.

@@ -23,10 +23,15 @@ def make_pool(driver: FakeDriver | None = None, **kwargs: Any) -> Pool:
 
 def record(pool: Pool) -> list[tuple[Any, ...]]:
     heard: list[tuple[Any, ...]] = []
-    pool.events.listen("connect", lambda p, cid, s: heard.append(("connect", cid, s > 0)))
+    pool.events.listen(
+        "connect",
+        lambda p, slot: heard.append(("connect", slot.connection_id, slot.connect_seconds > 0)),
+    )
     pool.events.listen("checkout", lambda p, lease: heard.append(("checkout", lease.paid_connect)))
     pool.events.listen("checkin", lambda p, lz: heard.append(("checkin", lz.held_seconds > 0)))
-    pool.events.listen("discard", lambda p, cid, reason: heard.append(("discard", cid, reason)))
+    pool.events.listen(
+        "discard", lambda p, slot, reason: heard.append(("discard", slot.connection_id, reason))
+    )
     pool.events.listen("timeout", lambda p, waited: heard.append(("timeout", waited > 0)))
     pool.events.listen("connect_failed", lambda p, e: heard.append(("failed", type(e).__name__)))
     return heard

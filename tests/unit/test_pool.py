@@ -8,6 +8,7 @@ import os
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -397,3 +398,100 @@ def test_exit_hook_never_waits_for_a_lock_its_own_process_holds() -> None:
         assert finished.is_set(), "the exit hook blocked on the pool's lock"
     pool._close_at_exit()  # lock free again: now it closes
     assert pool.closed and pool.stats()["idle"] == 0
+
+
+# -- the rollback on return is sent, its reply read at the next checkout ---------------------
+
+
+def test_a_returned_transaction_is_rolled_back_without_waiting_and_settled_at_checkout() -> None:
+    pool = make_pool()
+    with pool.connection() as conn:
+        conn.in_transaction = True
+    assert conn.rollbacks == 1 and conn._postfork_reset_pending  # sent, reply not read
+    with pool.connection() as same:  # the reply makes the socket readable: not "stale"
+        assert same is conn and not conn._postfork_reset_pending and not conn.in_transaction
+    assert conn.rollbacks == 1 and pool.stats()["discards"]["stale"] == 0
+
+
+def test_an_app_rollback_in_flight_is_not_sent_twice_on_return() -> None:
+    driver = FakeDriver()
+    pool = make_pool(driver)
+    with pool.connection() as conn:
+        conn.in_transaction = True
+        driver.rollback(conn)  # e.g. SQLAlchemy rolls back as it closes its Connection
+    assert conn.rollbacks == 1
+
+
+def test_a_connection_whose_rollback_reply_says_dead_is_discarded_at_checkout() -> None:
+    pool = make_pool(max_size=2)
+    first, second = pool.connection(), pool.connection()
+    first.__enter__()
+    conn2 = second.__enter__()
+    first.__exit__(None, None, None)
+    conn2.in_transaction = True
+    conn2.server_kills()  # the server goes away before the ROLLBACK arrives
+    second.__exit__(None, None, None)  # sent into the void; conn2 is on top of the stack
+    assert lease_ident(pool) == 1  # conn2's reply was EOF: discarded, the next one served
+    stats = pool.stats()
+    assert conn2.closed and stats["discards"]["stale"] == 1
+    assert stats["checkouts"] == 3  # the failed settle is not counted as a checkout
+
+
+# -- per-session info and the connect listeners -----------------------------------------------
+
+
+def test_session_info_lives_as_long_as_the_server_session() -> None:
+    pool = make_pool(max_size=1)
+    lease = pool.connection()
+    with lease:
+        lease.info["prepared"] = True
+    again = pool.connection()
+    with again as conn:
+        assert again.info == {"prepared": True}
+        conn.server_kills()
+    fresh = pool.connection()
+    with fresh:
+        assert fresh.info == {}  # a new server session starts empty
+    with pytest.raises(RuntimeError, match="only while it is held"):
+        _ = fresh.info
+
+
+def test_a_failing_connect_listener_closes_the_connection_and_frees_its_place() -> None:
+    driver = FakeDriver()
+    pool = make_pool(driver, max_size=1)
+
+    def refuse(pool: Pool, slot: object) -> None:
+        raise RuntimeError("session set-up failed")
+
+    pool.events.listen("connect", refuse)
+    with pytest.raises(RuntimeError, match="session set-up failed"), pool.connection():
+        pass
+    assert driver.opened[0].closed and pool.stats()["connect_errors"] == 1
+    pool.events.remove("connect", refuse)
+    assert lease_ident(pool) == 2  # the place was freed
+
+
+def test_warm_waits_for_connects_another_thread_has_in_flight() -> None:
+    """The upkeep timer may start warming a pool at the moment install() does: install() must
+    still return with the pool warm, not with both connects in flight in the timer thread."""
+    release = threading.Event()
+
+    class SlowDriver(FakeDriver):
+        def connect(self, url: Any, **kwargs: Any) -> Any:
+            release.wait(5)
+            return super().connect(url, **kwargs)
+
+    pool = make_pool(SlowDriver(), min_idle=2, max_size=2)
+    other = threading.Thread(target=pool.warm)
+    other.start()
+    while pool.stats()["connecting"] < 2:  # the other thread reserved both places
+        time.sleep(0.001)
+    finished = threading.Event()
+    mine = threading.Thread(target=lambda: (pool.warm(), finished.set()))
+    mine.start()
+    assert not finished.wait(0.2)  # waits for the connects in flight instead of returning
+    release.set()
+    assert finished.wait(5)
+    assert pool.stats()["idle"] == 2
+    other.join(5)
+    mine.join(5)

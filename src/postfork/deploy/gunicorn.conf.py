@@ -6,14 +6,20 @@
 
 gunicorn calls the hooks below by their names (see postfork.gunicorn): pre_fork in the arbiter
 before each fork (its pools keep no connection: no worker inherits one), post_fork in each new
-worker (it connects right after its fork, before loading the app or accepting a request) and
-worker_exit (its connections close cleanly). With preload_app = False the app loads inside each
+worker (it connects right after its fork, before loading the app or accepting a request),
+post_request after each response (the pool's upkeep, off the request path) and worker_exit
+(its connections close cleanly). With preload_app = False the app loads inside each
 worker and postfork.install() warms it at load time.
 """
 
 import os
 
-from postfork.gunicorn import post_fork, pre_fork, worker_exit  # noqa: F401  (gunicorn hooks)
+from postfork.gunicorn import (  # noqa: F401  (gunicorn calls these hooks by name)
+    post_fork,
+    post_request,
+    pre_fork,
+    worker_exit,
+)
 
 wsgi_app = "postfork.service.wsgi:application"
 bind = "127.0.0.1:8000"

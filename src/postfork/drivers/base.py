@@ -2,6 +2,12 @@
 
 An adapter only answers driver-specific questions (how to connect, which fd, is a transaction
 open); abandoning after fork, disconnect detection and error translation live here, once.
+
+Both adapters hand out their driver's own Connection class, subclassed for one thing: a
+``rollback()`` that sends ROLLBACK without waiting for the reply. The reply is read before the
+connection sends anything else (every command goes through a method that reads it first), and
+the pool reads it before it hands the connection out again: a rollback on return (by the pool,
+SQLAlchemy or Django) costs the request no round trip, and the server still rolls back at once.
 """
 
 from __future__ import annotations
@@ -104,7 +110,18 @@ class Driver(abc.ABC):
         return int(conn.thread_id())
 
     def rollback(self, conn: Any) -> None:
+        """Roll back; with postfork's adapters the ROLLBACK is sent and its reply is read
+        later (see :meth:`finish_reset`): returning a connection costs no round trip."""
         conn.rollback()
+
+    def reset_pending(self, conn: Any) -> bool:
+        """Whether a ROLLBACK was sent on ``conn`` and its reply is not read yet."""
+        return bool(getattr(conn, "_postfork_reset_pending", False))
+
+    def finish_reset(self, conn: Any) -> None:
+        """Read the reply of the pending ROLLBACK (normally arrived long ago); raises the
+        driver's error if the server failed it or went away."""
+        conn._postfork_finish_reset()
 
     def close(self, conn: Any) -> None:
         """Close cleanly (sends COM_QUIT): only for connections this process opened."""

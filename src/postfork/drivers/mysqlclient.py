@@ -64,13 +64,14 @@ class MysqlclientDriver(Driver):
 
     def __init__(self) -> None:
         import MySQLdb
-        from MySQLdb import _mysql
+        from MySQLdb import _mysql, connections
 
         self.module = MySQLdb
         self._status = _ServerStatusReader(_mysql.__file__)
+        self._connection_class = _connection_class(connections.Connection, _mysql)
 
     def open(self, **kwargs: Any) -> Any:
-        return self.module.connect(**kwargs)
+        return self._connection_class(**kwargs)
 
     def connect_kwargs(
         self, url: DatabaseURL, connect_timeout: float, autocommit: bool
@@ -99,6 +100,51 @@ class MysqlclientDriver(Driver):
                 )
             except self.module.OperationalError:
                 return
+
+
+# Methods of MySQLdb's connection that send a command: each reads a pending ROLLBACK reply
+# first, or the server's answers would be read out of order ("commands out of sync").
+_SENDERS = (
+    "autocommit", "change_user", "commit", "dump_debug_info", "kill", "ping", "query",
+    "select_db", "send_query", "set_character_set", "set_server_option", "shutdown", "stat",
+)  # fmt: skip
+
+
+def _connection_class(base: Any, native: Any) -> Any:
+    """MySQLdb's Connection with a rollback that does not wait for the server's reply."""
+    send_query, read_query_result = (
+        native.connection.send_query,
+        native.connection.read_query_result,
+    )
+
+    class Connection(base):  # type: ignore[misc]
+        _postfork_reset_pending = False
+
+        def rollback(self) -> None:
+            if self._postfork_reset_pending:
+                self._postfork_finish_reset()
+            send_query(self, b"ROLLBACK")
+            self._postfork_reset_pending = True
+
+        def _postfork_finish_reset(self) -> None:
+            self._postfork_reset_pending = False
+            read_query_result(self)
+
+    for name in _SENDERS:
+        setattr(Connection, name, _reading_pending_reset_first(getattr(base, name)))
+    Connection.__module__, Connection.__qualname__ = base.__module__, base.__qualname__
+    return Connection
+
+
+def _reading_pending_reset_first(method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._postfork_reset_pending:
+            self._postfork_finish_reset()
+        return method(self, *args, **kwargs)
+
+    call.__name__ = call.__qualname__ = getattr(method, "__name__", "call")
+    call.__doc__ = method.__doc__
+    return call
 
 
 def _connect_kwargs(url: DatabaseURL, connect_timeout: float, autocommit: bool) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import Any
 from ..url import DatabaseURL
 from .base import Driver
 
+COM_QUERY = 3  # pymysql.constants.COMMAND.COM_QUERY (the protocol's own number)
+
 
 class PyMySQLDriver(Driver):
     name = "pymysql"
@@ -46,7 +48,8 @@ class PyMySQLDriver(Driver):
 
 
 def _connection_class(base: Any) -> Any:
-    """PyMySQL's Connection with two fixes for a pool that connects from fresh workers.
+    """PyMySQL's Connection with two fixes for a pool that connects from fresh workers, and a
+    rollback that does not wait for the server's reply (see ``drivers.base``).
 
     - The whole handshake is bounded by ``connect_timeout``: PyMySQL applies it to the TCP
       connect only, so a server that accepts but never greets hangs the worker forever.
@@ -74,6 +77,22 @@ def _connection_class(base: Any) -> Any:
             if isinstance(sslp, dict) and not sslp:
                 return self.preferred_tls_context()
             return super()._create_ssl_ctx(sslp)
+
+        _postfork_reset_pending = False
+
+        def rollback(self) -> None:
+            self._execute_command(COM_QUERY, "ROLLBACK")  # reads an earlier pending reply first
+            self._postfork_reset_pending = True  # the OK packet is read later
+
+        def _postfork_finish_reset(self) -> None:
+            self._postfork_reset_pending = False
+            self._read_ok_packet()
+
+        def _execute_command(self, command: int, sql: Any) -> Any:
+            # every command goes through here: a pending ROLLBACK reply is read first
+            if self._postfork_reset_pending:
+                self._postfork_finish_reset()
+            return super()._execute_command(command, sql)
 
         def connect(self, sock: Any = None) -> None:
             timeouts = self._read_timeout, self._write_timeout

@@ -4,6 +4,7 @@ from .events import EVENTS, PoolEvents, listen_all, remove_all
 from .lease import Lease
 from .options import PoolOptions
 from .pool import Pool
+from .slot import Slot
 from .state import DiscardReason, PoolMode
 from .stats import DISCARD_REASONS, PoolStats
 
@@ -17,6 +18,7 @@ __all__ = [
     "PoolMode",
     "PoolOptions",
     "PoolStats",
+    "Slot",
     "listen_all",
     "remove_all",
 ]

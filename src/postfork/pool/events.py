@@ -8,12 +8,14 @@ app's pools). Listeners run outside the pool's lock and their errors propagate.
 
 Events and their arguments:
 
-- ``connect(pool, connection_id, seconds)``: a new connection is ready (after ``init_sql``)
+- ``connect(pool, slot)``: a new connection is open and set up (``init_sql`` ran), before it
+  can be handed out; ``slot.connection``, ``slot.connection_id``, ``slot.connect_seconds``,
+  ``slot.info``. A listener that raises fails the connect (the connection is closed).
 - ``connect_failed(pool, error)``: opening one failed (``error`` is postfork's, chained)
 - ``checkout(pool, lease)``: a lease began; ``lease.wait_seconds``, ``lease.connect_seconds``
 - ``checkin(pool, lease)``: a lease ended, its connection returned or discarded;
   ``lease.held_seconds``
-- ``discard(pool, connection_id, reason)``: a connection left the pool (a ``DiscardReason``)
+- ``discard(pool, slot, reason)``: a connection left the pool (a ``DiscardReason``)
 - ``timeout(pool, waited)``: a checkout gave up after ``checkout_timeout``
 """
 

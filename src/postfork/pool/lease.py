@@ -44,6 +44,13 @@ class Lease:
     def paid_connect(self) -> bool:
         return self.connect_seconds > 0.0
 
+    @property
+    def info(self) -> dict[str, Any]:
+        """The leased session's ``info`` dict (see ``Slot.info``), while the lease is held."""
+        if self._slot is None:
+            raise RuntimeError("a Lease has a session only while it is held")
+        return self._slot.info
+
     def invalidate(self) -> None:
         """Discard this connection on exit instead of returning it (e.g. after a read timeout)."""
         self._invalid = True

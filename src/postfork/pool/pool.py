@@ -118,7 +118,9 @@ class Pool:
         return Lease(self)
 
     def warm(self) -> int:
-        """Open connections until ``min_idle`` are idle (within ``max_size``); returns how many."""
+        """Open connections until ``min_idle`` are idle (within ``max_size``); returns how many
+        it opened. Connects already in flight in another thread (the upkeep timer) are waited
+        for, so the pool is warm when this returns."""
         self._ensure_process()
         with self._lock:
             self._raise_if_closed()
@@ -132,7 +134,23 @@ class Pool:
             except BaseException:
                 self._release_reserved(reserved[index + 1 :])
                 raise
+        self._await_connects_in_flight()
         return len(reserved)
+
+    def _await_connects_in_flight(self) -> None:
+        deadline = time.monotonic() + self.connect_timeout
+        with self._lock:
+            while len(self._idle) < self.min_idle and any(
+                slot.state is _CONNECTING for slot in self._busy
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._waiters += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiters -= 1
 
     def maintain(self) -> None:
         """Off the request path: retire idle connections near the end of their life, refill.
@@ -157,6 +175,22 @@ class Pool:
         self._close_all(doomed)
         if short:  # runs after every response: warm() and its lock only when there is work
             self.warm()
+
+    def maintenance_due_in(self) -> float | None:
+        """Seconds until maintain() has work to do (0.0: now; None: not serving): when the first
+        idle connection enters its last 10% of life, or now if short of ``min_idle``."""
+        if self._pid != os.getpid():
+            return 0.0
+        with self._lock:
+            if self._mode is not PoolMode.SERVING:
+                return None
+            if len(self._idle) < self.min_idle and self._size() < self.max_size:
+                return 0.0
+            due = [
+                slot.expires - lifetime.refresh_margin(slot.created, slot.expires)
+                for slot in self._idle
+            ]
+        return max(0.0, min(due) - self._clock()) if due else None
 
     def close(self) -> None:
         """Close idle connections now; leased ones are closed when their lease ends."""
@@ -236,9 +270,18 @@ class Pool:
         """Reserve a live idle slot or capacity for a new one; connect outside the lock."""
         self._ensure_process()
         deadline = time.monotonic() + self.checkout_timeout
+        while True:
+            slot, waited = self._reserve_or_raise(deadline)
+            if slot.state is _CONNECTING:
+                return slot, waited, self._open(slot, deadline=deadline, for_lease=True)
+            if self._driver.reset_pending(slot.conn) and not self._settle(slot):
+                continue  # its rollback's reply said it is dead: it was discarded, next one
+            return slot, waited, 0.0
+
+    def _reserve_or_raise(self, deadline: float) -> tuple[Slot, float]:
         doomed: list[Slot] = []
         try:
-            slot, waited = self._reserve(deadline, doomed)
+            return self._reserve(deadline, doomed)
         except PoolTimeout as exc:
             if self.events.timeout:
                 fire(self.events.timeout, self, exc.waited)
@@ -248,9 +291,26 @@ class Pool:
                 self._close_all(doomed)
             if self._leak_reports:
                 self._log_leaks()
-        if slot.state is _CONNECTING:
-            return slot, waited, self._open(slot, deadline=deadline, for_lease=True)
-        return slot, waited, 0.0
+
+    def _settle(self, slot: Slot) -> bool:
+        """Outside the lock: read the reply of the ROLLBACK sent when this connection was
+        returned (long arrived, normally), then check it as any idle one; False if it is
+        unusable (then discarded, and this checkout is not counted)."""
+        reason: DiscardReason | None = None
+        try:
+            self._driver.finish_reset(slot.conn)
+        except Exception as exc:
+            log.info("discarding connection %d: its rollback failed: %r", slot.connection_id, exc)
+            reason = DiscardReason.STALE
+        if reason is None and slot.server_spoke():
+            reason = DiscardReason.STALE
+        if reason is None:
+            return True
+        with self._lock:
+            self._counters.checkouts -= 1
+            self._mark_discarded(slot, reason)
+        self._close_all([slot])
+        return False
 
     def _reserve(self, deadline: float, doomed: list[Slot]) -> tuple[Slot, float]:
         waiting_since: float | None = None
@@ -355,9 +415,14 @@ class Pool:
         return self._reset(slot, force_rollback=exc is not None)
 
     def _reset(self, slot: Slot, *, force_rollback: bool) -> DiscardReason | None:
+        """Roll back if a transaction is open; the ROLLBACK is sent, its reply read at the next
+        checkout. Nothing when one is already on its way (the app or its ORM rolled back)."""
+        driver = self._driver
+        if driver.reset_pending(slot.conn):
+            return None
         try:
             if force_rollback or slot.in_transaction():
-                self._driver.rollback(slot.conn)
+                driver.rollback(slot.conn)
         except Exception as exc:
             log.info(
                 "discarding connection %d: rollback on return failed: %r", slot.connection_id, exc
@@ -373,9 +438,9 @@ class Pool:
         margin = lifetime.refresh_margin(slot.created, slot.expires) if ahead else 0.0
         if now >= slot.expires - margin:
             return DiscardReason.LIFETIME
-        if slot.server_spoke():
+        if slot.server_spoke() and not self._driver.reset_pending(slot.conn):
             return DiscardReason.STALE  # the server closed it or sent an error (KILL, shutdown)
-        return None
+        return None  # (a ROLLBACK reply makes the socket readable: _settle reads, then polls)
 
     def _mark_discarded(self, slot: Slot, reason: DiscardReason) -> None:
         """Under the lock: forget the slot and count why. The caller closes it outside."""
@@ -402,7 +467,7 @@ class Pool:
                 log.debug("closing discarded connection %d raised %r", slot.connection_id, exc)
         if self.events.discard:
             for slot in slots:
-                fire(self.events.discard, self, slot.connection_id, slot.discard_reason)
+                fire(self.events.discard, self, slot, slot.discard_reason)
 
     def _find_leaks(self, now: float) -> None:
         """Under the lock: note leases held past ``leak_timeout`` (logged after the lock)."""
@@ -450,13 +515,28 @@ class Pool:
         slot.attach(
             conn, driver.fileno(conn), driver.connection_id(conn), driver.transaction_probe(conn)
         )
+        slot.connect_seconds = elapsed
         draw = self._rng.random()
         life = lifetime.lifetime(self.max_lifetime, wait_timeout, self.lifetime_jitter, draw)
         slot.created, slot.expires = now, now + life
-        self._admit(slot, elapsed, for_lease)
         if self.events.connect:
-            fire(self.events.connect, self, slot.connection_id, elapsed)
+            self._announce(slot)
+        self._admit(slot, elapsed, for_lease)
         return elapsed
+
+    def _announce(self, slot: Slot) -> None:
+        """The connect listeners run before the connection can be handed out (an ORM sets its
+        session up here); if one fails, the connection is closed and the error raised."""
+        try:
+            fire(self.events.connect, self, slot)
+        except BaseException:
+            conn, slot.conn = slot.conn, None
+            self._release_reserved([slot], failed=True)
+            try:
+                self._driver.close(conn)
+            except Exception as exc:
+                log.debug("closing a connection whose set-up failed raised %r", exc)
+            raise
 
     def _connect(self, timeout: float) -> tuple[Any, float]:
         """Open and prepare one session; driver errors become DatabaseUnavailable here."""
@@ -492,7 +572,7 @@ class Pool:
             if self._mode is PoolMode.SERVING:
                 self._busy.discard(slot)
                 self._idle.append(slot)
-                self._wake_one()
+                self._wake_all()  # a checkout and a warm() may both wait for it (connects: rare)
                 return
             self._mark_discarded(slot, _CLOSED)  # warmed while the pool was being closed
         self._close_all([slot])
@@ -526,7 +606,7 @@ class Pool:
         log.debug("pid %d: abandoned %d inherited connection(s)", self._pid, len(abandoned))
         if self.events.discard:
             for slot in abandoned:
-                fire(self.events.discard, self, slot.connection_id, DiscardReason.FORK)
+                fire(self.events.discard, self, slot, DiscardReason.FORK)
 
     def _abandon(self, slot: Slot) -> bool:
         """Whether the slot held a connection (now pointed at /dev/null)."""

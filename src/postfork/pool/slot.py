@@ -1,6 +1,9 @@
 """One pooled server session: its connection, fd, deadline and generation, and its liveness.
 
 Its state changes only through :meth:`Slot.move`, which follows ``state.SLOT_TRANSITIONS``.
+Listeners of the pool's ``connect`` and ``discard`` events receive the slot: ``connection``
+(the DB-API connection), ``connection_id``, ``connect_seconds`` and ``info``, a dict that lives
+as long as the server session (the ORM integrations keep their per-session state there).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ class Slot:
     """One server session owned by one process; knows its fd, its deadline and its generation."""
 
     __slots__ = (
+        "_info",
         "conn",
+        "connect_seconds",
         "connection_id",
         "created",
         "discard_reason",
@@ -53,6 +58,8 @@ class Slot:
         self.conn: Any = None
         self.fd = -1
         self.connection_id = 0
+        self.connect_seconds = 0.0
+        self._info: dict[str, Any] | None = None
         self.created = 0.0
         self.expires = float("inf")
         self.leased_at = 0.0
@@ -60,6 +67,18 @@ class Slot:
         self.discard_reason: DiscardReason | None = None
         self.poller: Any = None
         self.in_transaction: Callable[[], bool] = _unknown_transaction_state
+
+    @property
+    def connection(self) -> Any:
+        """The DB-API connection (None once closed or abandoned)."""
+        return self.conn
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Per-session data, kept as long as this server session lives."""
+        if self._info is None:
+            self._info = {}
+        return self._info
 
     def move(self, event: SlotEvent, _table: Any = SLOT_TRANSITIONS) -> None:
         # The table is bound as a default: __del__ moves slots during interpreter teardown,

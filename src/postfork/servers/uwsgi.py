@@ -44,6 +44,17 @@ def hook(post_fork: Callable[[], None], at_exit: Callable[[], None]) -> bool:
     return True
 
 
+def chain_after_request(callback: Callable[[], None]) -> bool:
+    """Inside uWSGI, run ``callback`` after each request, once the response is sent; False
+    outside uWSGI. uWSGI reads ``uwsgi.after_req_hook`` once, when the app has loaded: call this
+    while the app loads (``postfork.install()`` does)."""
+    uwsgi = _uwsgi()
+    if uwsgi is None:
+        return False
+    _chain_attribute(uwsgi, "after_req_hook", callback)
+    return True
+
+
 def _chain_attribute(module: ModuleType, name: str, callback: Callable[[], None]) -> None:
     """uWSGI calls one callable stored in a module attribute: keep whoever was there first."""
     previous = getattr(module, name, None)

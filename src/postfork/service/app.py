@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseUnavailable, PoolError
-from ..wsgi import ClosingBody
 from .summary import money, summarize
 from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_parameters
 
@@ -72,8 +71,9 @@ class Service:
         payload = json.dumps(body, separators=(",", ":")).encode()
         headers.update({"Content-Type": "application/json", "Content-Length": str(len(payload))})
         start_response(f"{status} {_REASONS[status]}", list(headers.items()))
-        chunks = [] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
-        return ClosingBody(chunks, self._upkeep)  # upkeep runs once the response is sent
+        # the pool's upkeep runs after the response by itself (postfork.install: the server's
+        # after-request hook and a timer); lazy mode has none: the story's "before"
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
 
     def _respond(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         try:
@@ -199,14 +199,6 @@ class Service:
             finally:
                 cursor.close()
 
-    def _upkeep(self) -> None:
-        if self.connect_mode == "lazy":
-            return  # the story's "before": nothing happens until a request needs it
-        try:
-            self.pool.maintain()
-        except Exception as exc:  # the database may be down; the next request reports it
-            log.debug("pool upkeep after the response failed: %r", exc)
-
     def warmup_request(self) -> None:
         """One synthetic request through the whole app (for ``install(warmup=...)``)."""
         environ = {
@@ -215,9 +207,7 @@ class Service:
             "QUERY_STRING": "",
             "postfork.warmup": True,
         }
-        body = self(environ, lambda status, headers: None)
-        list(body)
-        body.close()  # type: ignore[attr-defined]
+        list(self(environ, lambda status, headers: None))
 
 
 class _QueryTimedOut(Exception):

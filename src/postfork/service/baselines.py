@@ -65,9 +65,6 @@ class SQLAlchemyPool:
     def is_disconnect(self, exc: BaseException) -> bool:
         return self._driver.is_disconnect(getattr(exc, "orig", exc))
 
-    def maintain(self) -> None:
-        """QueuePool has no upkeep of its own."""
-
     def stats(self) -> dict[str, Any]:
         pool: Any = self.engine.pool
         return {"idle": pool.checkedin(), "in_use": pool.checkedout()}

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import environment, fork
 from ..errors import MissingExtra
-from ..pool import DISCARD_REASONS, DiscardReason, Lease, Pool
+from ..pool import DISCARD_REASONS, DiscardReason, Lease, Pool, Slot
 from ..servers import Role, detect
 from .timing import RequestTiming
 
@@ -120,9 +120,9 @@ class ServiceMetrics:
         events.listen("timeout", self._on_timeout)
         events.listen("discard", self._on_discard)
 
-    def _on_connect(self, pool: Pool, connection_id: int, seconds: float) -> None:
+    def _on_connect(self, pool: Pool, slot: Slot) -> None:
         self.connects.inc()
-        self.connect_seconds.inc(seconds)
+        self.connect_seconds.inc(slot.connect_seconds)
 
     def _on_checkout(self, pool: Pool, lease: Lease) -> None:
         self.checkouts.inc()
@@ -134,7 +134,7 @@ class ServiceMetrics:
         self.waits.inc()
         self.timeouts.inc()
 
-    def _on_discard(self, pool: Pool, connection_id: int, reason: DiscardReason) -> None:
+    def _on_discard(self, pool: Pool, slot: Slot, reason: DiscardReason) -> None:
         self._discards[reason.value].inc()
 
     def after_fork(self) -> None:

@@ -1,0 +1,90 @@
+"""Pool upkeep off the request path, for every installed pool, without the app writing any.
+
+``maintain()`` retires idle connections in the last 10% of their life and refills to
+``min_idle``; done on a request, that is a connect the request pays for. It runs:
+
+- after each response, where the server says when that is: uWSGI's ``after_req_hook``
+  (set here), gunicorn's ``post_request`` (``postfork.gunicorn``), Django's
+  ``request_finished`` (``postfork.django``);
+- and in each worker a daemon thread sleeps until the next connection enters its refresh
+  window, so an idle worker's connections are replaced too, and short lifetimes are caught in
+  time. Never in a master: a thread there would be forked into every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+
+from . import fork
+from .pool import Pool
+from .servers import uwsgi as uwsgi_server
+
+log = logging.getLogger("postfork.upkeep")
+
+MAX_SLEEP = 5.0  # the timer re-reads the pools at least this often (new pools, a changed mode)
+MIN_SLEEP = 0.05  # never a busy loop, even when maintenance is overdue
+RETRY_SLEEP = 1.0  # after maintain() failed (the database is down): try again in a second
+
+
+class Upkeep:
+    """The installed pools' maintenance: after responses and on a per-worker timer."""
+
+    def __init__(self) -> None:
+        self._pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+        self._timer_started = fork.OncePerProcess()
+        self._wake = threading.Event()
+        self._hooked_uwsgi = False
+
+    def add(self, pool: Pool) -> None:
+        self._pools.add(pool)
+        self._wake.set()  # the timer re-reads its deadlines
+        if not self._hooked_uwsgi:
+            self._hooked_uwsgi = uwsgi_server.chain_after_request(self.after_response)
+
+    def after_response(self) -> None:
+        """One maintain() per installed pool; never raises (the next request reports)."""
+        for pool in list(self._pools):
+            try:
+                pool.maintain()
+            except Exception as exc:
+                log.debug("pool upkeep after a response failed: %r", exc)
+
+    def start_timer(self) -> None:
+        """In a worker (or a process without a pre-fork server): the timer, once per process."""
+        if self._timer_started.first():
+            self._wake = threading.Event()  # an inherited Event's lock may be held: a new one
+            thread = threading.Thread(target=self._run_timer, name="postfork-upkeep", daemon=True)
+            thread.start()
+
+    def _run_timer(self) -> None:
+        while True:  # a daemon thread: it ends with its process (and is never forked)
+            self._wake.wait(self._sleep())
+            self._wake.clear()
+            started = time.monotonic()
+            failed = not self._maintain_due()
+            if failed:
+                time.sleep(max(0.0, RETRY_SLEEP - (time.monotonic() - started)))
+
+    def _sleep(self) -> float:
+        pools = list(self._pools)
+        dues = [due for pool in pools if (due := pool.maintenance_due_in()) is not None]
+        return min(MAX_SLEEP, max(MIN_SLEEP, min(dues, default=MAX_SLEEP)))
+
+    def _maintain_due(self) -> bool:
+        ok = True
+        for pool in list(self._pools):
+            due = pool.maintenance_due_in()
+            if due is None or due > 0.0:
+                continue
+            try:
+                pool.maintain()
+            except Exception as exc:
+                log.debug("timed pool upkeep failed: %r", exc)
+                ok = False
+        return ok
+
+
+upkeep = Upkeep()
