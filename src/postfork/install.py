@@ -16,10 +16,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import environment, fork
-from .errors import Error
+from .errors import ConfigError, Error
 from .pool import Pool
 from .servers import Role, detect
 from .servers import uwsgi as uwsgi_server
@@ -101,6 +101,7 @@ class Installation:
         self.last_report: WarmReport | None = None
         self.warm_pid = 0  # the process whose warm-up succeeded
         self.upkeep = True  # maintain() after responses and on a timer in each worker
+        self.settings: dict[str, Any] = {}  # install()'s options, to install a recreated pool
 
     def after_fork(self) -> None:
         self.server, self.role = detect()
@@ -187,7 +188,7 @@ _installations: weakref.WeakKeyDictionary[Pool, Installation] = weakref.WeakKeyD
 
 
 def install(
-    pool: Pool,
+    target: Pool | Any,
     *,
     warmup: Callable[[], object] | None = None,
     warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
@@ -195,9 +196,13 @@ def install(
     accelerate_respawns: bool | None = None,
     on_warm: WarmListener | None = None,
     upkeep_timer: bool = True,
+    master_setup: Callable[[], object] | None = None,
 ) -> Installation:
-    """Make ``pool`` warm in every worker before its first request, under uWSGI, gunicorn or
+    """Make a pool warm in every worker before its first request, under uWSGI, gunicorn or
     plain ``os.fork()``; outside any server it simply warms now.
+
+    ``target`` is a :class:`Pool`, or what carries one: a SQLAlchemy engine on
+    ``postfork.sqlalchemy.PostforkPool`` (its ``pool.postfork_pool``).
 
     ``warmup`` runs after the connections are open (e.g. one synthetic request through the
     app), bounded by ``warmup_timeout``. ``preload`` initialises the driver in this process so
@@ -211,8 +216,16 @@ def install(
     (and gunicorn with ``postfork.gunicorn.post_request``), and on a timer thread in each worker
     (``upkeep_timer=False``: none; the responses' hook alone).
     """
+    pool, master_setup = _resolve(target, master_setup)
     installation = Installation(pool, warmup=warmup, warmup_timeout=warmup_timeout)
     installation.upkeep = upkeep_timer
+    installation.settings = {
+        "warmup": warmup,
+        "warmup_timeout": warmup_timeout,
+        "preload": preload,
+        "accelerate_respawns": accelerate_respawns,
+        "upkeep_timer": upkeep_timer,
+    }
     if on_warm is not None:
         installation.on_warm.append(on_warm)
     if preload:
@@ -221,6 +234,7 @@ def install(
     fork.add_listener(installation)
     upkeep.add(pool)
     if installation.role is Role.MASTER:
+        _set_up_in_master(master_setup)
         _enter_master(installation, accelerate_respawns)
     else:
         installation.warm_now()
@@ -231,6 +245,39 @@ def install(
 
 def installation_of(pool: Pool) -> Installation | None:
     return _installations.get(pool)
+
+
+def _resolve(
+    target: Any, master_setup: Callable[[], object] | None
+) -> tuple[Pool, Callable[[], object] | None]:
+    """The pool to install, and what must run in a master before it keeps no connection."""
+    if isinstance(target, Pool):
+        return target, master_setup
+    holder = target if hasattr(target, "postfork_pool") else getattr(target, "pool", None)
+    pool = getattr(holder, "postfork_pool", None)
+    if not isinstance(pool, Pool):
+        raise ConfigError(
+            f"install() takes a postfork.Pool or an engine on postfork's pool, not "
+            f"{type(target).__name__}"
+            + (
+                f" with {type(holder).__name__}: create the engine with "
+                "poolclass=postfork.sqlalchemy.PostforkPool"
+                if holder is not None
+                else ""
+            )
+        )
+    return pool, master_setup or getattr(holder, "postfork_master_setup", None)
+
+
+def _set_up_in_master(master_setup: Callable[[], object] | None) -> None:
+    """E.g. SQLAlchemy's first connect (the dialect asks the server's version, sql_mode...)
+    once here, so no worker asks again; if the database does not answer, workers will."""
+    if master_setup is None:
+        return
+    try:
+        master_setup()
+    except Exception as exc:
+        log.warning("set-up in the master failed (each worker will do it instead): %s", exc)
 
 
 def _enter_master(installation: Installation, accelerate: bool | None) -> None:

@@ -1,5 +1,6 @@
 """Fork matrix on a real server: the parent's sessions survive every child, both drivers,
-both fork paths (os.fork with Python's at-fork hooks; libc fork without them, as in uWSGI)."""
+both fork paths (os.fork with Python's at-fork hooks; libc fork without them, as in uWSGI), for
+postfork's pool and for a SQLAlchemy engine on it; and the controls, without postfork, break."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from postfork.tools.forkcheck import run_in_subprocess as forkcheck
 ROUNDS = 5
 
 
+@pytest.mark.parametrize("target", ["pool", "sqlalchemy"])
 @pytest.mark.parametrize("fork", ["os", "libc"])
 def test_parent_sessions_survive_children_leaving_in_every_way(
-    database_url: DatabaseURL, driver: str, fork: str
+    database_url: DatabaseURL, driver: str, fork: str, target: str
 ) -> None:
-    report = forkcheck(database_url, "--driver", driver, "--fork", fork, "--rounds", str(ROUNDS))
+    report = forkcheck(
+        database_url,
+        *("--target", target, "--driver", driver, "--fork", fork, "--rounds", str(ROUNDS)),
+    )
     assert report["children"] == ROUNDS * len(EXIT_WAYS)
     expected_exit = {way: [1 if way == "raise" else 0] * ROUNDS for way in EXIT_WAYS}
     assert report["exit_codes"] == expected_exit
@@ -34,3 +39,18 @@ def test_without_postfork_a_child_exit_kills_the_parents_session(
     report = forkcheck(database_url, "--naive", "--driver", driver, "--fork", fork)
     assert not report["parent_survived"]
     assert "2013" in report["error"] or "2006" in report["error"]
+
+
+@pytest.mark.parametrize("fork", ["os", "libc"])
+def test_stock_sqlalchemy_with_its_fork_recipe_still_loses_the_parents_session(
+    database_url: DatabaseURL, fork: str
+) -> None:
+    """The engine's control: QueuePool, every child calling engine.dispose(close=False) as
+    SQLAlchemy's documentation advises. With mysqlclient a child that merely exits still kills
+    the parent's sessions (it sends COM_QUIT when its connections are collected)."""
+    report = forkcheck(
+        database_url, "--target", "sqlalchemy-stock", "--driver", "mysqlclient", "--fork", fork
+    )
+    broken = {way for way, survived in report["survived"].items() if survived is not True}
+    assert {"exit", "gc-collect", "pool-close"} <= broken, report
+    assert "os-exit" not in broken  # os._exit skips collection: nothing is sent

@@ -495,3 +495,23 @@ def test_warm_waits_for_connects_another_thread_has_in_flight() -> None:
     assert pool.stats()["idle"] == 2
     other.join(5)
     mine.join(5)
+
+
+def test_two_threads_warming_at_once_open_min_idle_connections_not_twice_that() -> None:
+    release = threading.Event()
+
+    class SlowDriver(FakeDriver):
+        def connect(self, url: Any, **kwargs: Any) -> Any:
+            release.wait(5)
+            return super().connect(url, **kwargs)
+
+    driver = SlowDriver()
+    pool = make_pool(driver, min_idle=1, max_size=3)
+    threads = [threading.Thread(target=pool.warm) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(driver.opened) == 1 and pool.stats()["idle"] == 1

@@ -40,6 +40,14 @@ class Lease:
         self.held_seconds = 0.0
         self.connection_id = 0
 
+    def __getattr__(self, name: str) -> Any:
+        # Only for names a Lease lacks: someone took it for a DB-API connection.
+        raise AttributeError(
+            f"'Lease' object has no attribute {name!r}: a Lease is not a DB-API connection; "
+            "use 'with pool.connection() as conn:' (for SQLAlchemy: "
+            "poolclass=postfork.sqlalchemy.PostforkPool, not creator=pool.connection)"
+        )
+
     @property
     def paid_connect(self) -> bool:
         return self.connect_seconds > 0.0

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from .. import fork
 from ..drivers import Driver, load_driver, translate_connect_error
-from ..errors import Error, PoolClosed, PoolTimeout
+from ..errors import ConfigError, Error, PoolClosed, PoolTimeout
 from ..url import DatabaseURL, parse_url
 from . import lifetime
 from .events import PoolEvents, fire
@@ -66,7 +66,10 @@ class Pool:
         connect_args: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise _unknown_arguments(unknown)
         self.url = parse_url(url)
         self._redacted_url = self.url.redacted()  # stats() may run after every request
         self.options = PoolOptions(
@@ -126,8 +129,11 @@ class Pool:
             self._raise_if_closed()
             if self._mode is not PoolMode.SERVING:
                 return 0
-            wanted = min(self.min_idle - len(self._idle), self.max_size - self._size())
+            warming = sum(1 for slot in self._busy if slot.warming)  # another thread's warm()
+            wanted = min(self.min_idle - len(self._idle) - warming, self.max_size - self._size())
             reserved = [self._reserve_new_slot() for _ in range(max(wanted, 0))]
+            for slot in reserved:
+                slot.warming = True
         for index, slot in enumerate(reserved):
             try:
                 self._open(slot, deadline=None, for_lease=False)
@@ -140,9 +146,7 @@ class Pool:
     def _await_connects_in_flight(self) -> None:
         deadline = time.monotonic() + self.connect_timeout
         with self._lock:
-            while len(self._idle) < self.min_idle and any(
-                slot.state is _CONNECTING for slot in self._busy
-            ):
+            while len(self._idle) < self.min_idle and any(slot.warming for slot in self._busy):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -564,6 +568,7 @@ class Pool:
 
     def _admit(self, slot: Slot, elapsed: float, for_lease: bool) -> None:
         with self._lock:
+            slot.warming = False
             self._counters.connects += 1
             self._counters.connect_seconds += elapsed
             slot.move(SlotEvent.CONNECTED_FOR_LEASE if for_lease else SlotEvent.CONNECTED_FOR_IDLE)
@@ -581,6 +586,7 @@ class Pool:
         with self._lock:
             for slot in slots:
                 self._busy.discard(slot)
+                slot.warming = False
                 slot.move(SlotEvent.CONNECT_FAILED)
             self._counters.connect_errors += len(slots) if failed else 0
             self._wake_all()
@@ -696,6 +702,16 @@ class Pool:
 def _new_lock_and_condition() -> tuple[threading.Lock, threading.Condition]:
     lock = threading.Lock()
     return lock, threading.Condition(lock)
+
+
+def _unknown_arguments(unknown: dict[str, Any]) -> Exception:
+    if "dialect" in unknown:  # create_engine(..., poolclass=postfork.Pool)
+        return ConfigError(
+            "postfork.Pool is not a SQLAlchemy pool class: use "
+            "poolclass=postfork.sqlalchemy.PostforkPool"
+        )
+    known = ", ".join(("driver", *PoolOptions.names(), "clock", "rng"))
+    return TypeError(f"Pool() got unknown argument(s) {', '.join(unknown)}; options: {known}")
 
 
 def _reason(slot: Slot) -> str:

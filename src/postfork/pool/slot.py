@@ -49,6 +49,7 @@ class Slot:
         "owner_pid",
         "poller",
         "state",
+        "warming",
     )
 
     def __init__(self, generation: int) -> None:
@@ -67,6 +68,7 @@ class Slot:
         self.discard_reason: DiscardReason | None = None
         self.poller: Any = None
         self.in_transaction: Callable[[], bool] = _unknown_transaction_state
+        self.warming = False  # reserved by warm(): will be idle once connected
 
     @property
     def connection(self) -> Any:

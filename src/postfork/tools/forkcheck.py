@@ -1,5 +1,8 @@
 """Fork-safety check: a parent with a warm pool forks children that leave in every way.
 
+The pool can be postfork's own, or an ORM's on postfork (``--target sqlalchemy``); the controls
+(``--target naive``, ``sqlalchemy-stock``) show what happens without postfork.
+
 Runs as its own process (``python -m postfork.tools.forkcheck``) so that children can exit the way
 real workers do, through normal interpreter shutdown, with nothing of a test runner in their
 stack. Prints one JSON report. ``postfork demo``, ``postfork doctor`` and the tests use it.
@@ -8,14 +11,16 @@ stack. Prints one JSON report. ``postfork demo``, ``postfork doctor`` and the te
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 from .. import environment
 from ..drivers import DRIVER_NAMES, load_driver
@@ -34,10 +39,97 @@ def _fork_function(method: str) -> Callable[[], int]:
     return lambda: int(libc.fork())
 
 
-def _child(holder: list[Pool], way: str) -> None:
+class PoolTarget:
+    """The thing whose connections a parent holds while its children come and go."""
+
+    name = "pool"
+
+    def __init__(self, url: str, driver: str, size: int) -> None:
+        self.size = size
+        self.pool = Pool(url, driver=driver, min_idle=size, max_size=size)
+        self.pool.warm()
+
+    def connections(self) -> contextlib.AbstractContextManager[list[Any]]:
+        """Every pooled connection leased at once (DB-API connections)."""
+        return _leased_all([self.pool.connection() for _ in range(self.size)])
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def counts(self) -> dict[str, Any]:
+        stats = self.pool.stats()
+        return {"parent_connects": stats["connects"], "parent_discards": stats["discards"]}
+
+
+class EngineTarget(PoolTarget):
+    """A SQLAlchemy engine on postfork's pool (installed); ``stock``: on its own QueuePool,
+    each child following SQLAlchemy's documented recipe, ``engine.dispose(close=False)``."""
+
+    def __init__(self, url: str, driver: str, size: int, *, stock: bool = False) -> None:
+        import sqlalchemy
+
+        from ..integrations.sqlalchemy import PostforkPool, engine_url, install
+
+        self.size, self.stock = size, stock
+        self.name = "sqlalchemy-stock" if stock else "sqlalchemy"
+        options: dict[str, Any] = {"pool_size": size, "max_overflow": 0}
+        if not stock:
+            options.update(poolclass=PostforkPool, min_idle=size)
+        self.engine = sqlalchemy.create_engine(engine_url(url, driver), **options)
+        if not stock:
+            install(self.engine)
+            self.pool = cast(Any, self.engine.pool).postfork_pool
+
+    def connections(self) -> contextlib.AbstractContextManager[list[Any]]:
+        return _raw_connections([self.engine.raw_connection() for _ in range(self.size)])
+
+    def after_fork(self) -> None:
+        if self.stock:
+            self.engine.dispose(close=False)  # SQLAlchemy's recipe for a forked child
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def counts(self) -> dict[str, Any]:
+        return {} if self.stock else super().counts()
+
+
+TARGETS = ("pool", "sqlalchemy")
+CONTROLS = ("naive", "sqlalchemy-stock")
+
+
+def _target(name: str, url: str, driver: str, size: int) -> Any:
+    if name == "pool":
+        return PoolTarget(url, driver, size)
+    if name in ("sqlalchemy", "sqlalchemy-stock"):
+        return EngineTarget(url, driver, size, stock=name == "sqlalchemy-stock")
+    raise ValueError(f"unknown target {name!r}")
+
+
+@contextlib.contextmanager
+def _leased_all(leases: list[Any]) -> Iterator[list[Any]]:
+    conns = [lease.__enter__() for lease in leases]
+    try:
+        yield conns
+    finally:
+        for lease in reversed(leases):
+            lease.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def _raw_connections(conns: list[Any]) -> Iterator[list[Any]]:
+    try:
+        yield conns
+    finally:
+        for conn in reversed(conns):
+            conn.close()
+
+
+def _child(holder: list[Any], way: str) -> None:
     """What a forked child does before it leaves; it never returns normally."""
+    getattr(holder[0], "after_fork", lambda: None)()
     if way in ("use-and-exit", "raise", "os-exit"):
-        with holder[0].connection() as conn:
+        with holder[0].connections() as (conn, *_):
             cursor = conn.cursor()
             cursor.execute("SELECT CONNECTION_ID()")
             cursor.fetchall()
@@ -55,24 +147,23 @@ def _child(holder: list[Pool], way: str) -> None:
     sys.exit(0)  # normal interpreter shutdown: atexit, module teardown, GC of everything
 
 
-def _parent_sessions(pool: Pool) -> list[int]:
+def _parent_sessions(target: Any) -> list[int]:
     """Lease every pooled connection at once and ask the server who each one is."""
-    leases = [pool.connection() for _ in range(pool.max_size)]
-    ids = []
-    for lease in leases:
-        conn = lease.__enter__()
-        cursor = conn.cursor()
-        cursor.execute("SELECT CONNECTION_ID()")
-        ids.append(int(cursor.fetchone()[0]))
-    for lease in reversed(leases):
-        lease.__exit__(None, None, None)
+    with target.connections() as conns:
+        ids = []
+        for conn in conns:
+            cursor = conn.cursor()
+            cursor.execute("SELECT CONNECTION_ID()")
+            ids.append(int(cursor.fetchone()[0]))
+            cursor.close()
     return sorted(ids)
 
 
-def run_matrix(url: str, driver: str, method: str, ways: list[str], rounds: int) -> dict[str, Any]:
+def run_matrix(
+    url: str, driver: str, method: str, ways: list[str], rounds: int, target: str = "pool"
+) -> dict[str, Any]:
     size = 3
-    holder = [Pool(url, driver=driver, min_idle=size, max_size=size)]
-    holder[0].warm()
+    holder = [_target(target, url, driver, size)]
     before = _parent_sessions(holder[0])
     fork = _fork_function(method)
     exits: dict[str, list[int]] = {way: [] for way in ways}
@@ -84,9 +175,10 @@ def run_matrix(url: str, driver: str, method: str, ways: list[str], rounds: int)
             _, status = os.waitpid(pid, 0)
             exits[way].append(os.waitstatus_to_exitcode(status))
     after = _parent_sessions(holder[0])
-    stats = holder[0].stats()
+    counts = holder[0].counts()
     holder[0].close()
     return {
+        "target": target,
         "driver": driver,
         "fork": method,
         "children": rounds * len(ways),
@@ -94,9 +186,33 @@ def run_matrix(url: str, driver: str, method: str, ways: list[str], rounds: int)
         "sessions_before": before,
         "sessions_after": after,
         "sessions_unchanged": before == after,
-        "parent_connects": stats["connects"],
-        "parent_discards": stats["discards"],
+        **counts,
     }
+
+
+def run_control(url: str, driver: str, method: str, target: str) -> dict[str, Any]:
+    """The unprotected control: one child per way, and after each, whether the parent's
+    sessions still answer (a broken parent starts again with a fresh target)."""
+    quiet = logging.getLogger("sqlalchemy")  # it logs the broken parent's failed resets
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    fork = _fork_function(method)
+    survived: dict[str, bool | str] = {}
+    for way in EXIT_WAYS:
+        holder = [_target(target, url, driver, 3)]
+        before = _parent_sessions(holder[0])
+        pid = fork()
+        if pid == 0:
+            _child(holder, way)
+        os.waitpid(pid, 0)
+        try:
+            after = _parent_sessions(holder[0])
+            survived[way] = True if after == before else f"sessions replaced: {after}"
+        except Exception as exc:
+            survived[way] = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            holder[0].close()
+    return {"target": target, "driver": driver, "fork": method, "survived": survived}
 
 
 def run_naive(url: str, driver: str, method: str) -> dict[str, Any]:
@@ -144,16 +260,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fork", choices=FORK_METHODS, default="os")
     parser.add_argument("--ways", default=",".join(EXIT_WAYS))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--target", choices=TARGETS + CONTROLS, default="pool")
     parser.add_argument("--naive", action="store_true", help="run the unprotected baseline")
     args = parser.parse_args(argv)
     args.url = args.url or environment.database_url()
     if not args.url:
         parser.error("no database URL: pass --url or set DATABASE_URL")
-    if args.naive:
+    if args.naive or args.target == "naive":
         report = run_naive(args.url, args.driver, args.fork)
+    elif args.target in CONTROLS:
+        report = run_control(args.url, args.driver, args.fork, args.target)
     else:
         ways = [way for way in args.ways.split(",") if way]
-        report = run_matrix(args.url, args.driver, args.fork, ways, args.rounds)
+        report = run_matrix(args.url, args.driver, args.fork, ways, args.rounds, args.target)
     sys.stdout.write(json.dumps(report) + "\n")
 
 
