@@ -38,11 +38,16 @@ class ExitListener(Protocol):
     def at_exit(self) -> None: ...
 
 
+class MasterListener(Protocol):
+    def before_workers_fork(self) -> None: ...
+
+
 _pools: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 # In registration order (a warm-up registered first runs first), held weakly.
 _listeners: weakref.WeakValueDictionary[int, AfterForkListener] = weakref.WeakValueDictionary()
 _listener_ids = itertools.count()
 _exit_listeners: weakref.WeakSet[ExitListener] = weakref.WeakSet()
+_master_listeners: weakref.WeakSet[MasterListener] = weakref.WeakSet()
 T = TypeVar("T")
 
 
@@ -109,6 +114,21 @@ def add_exit_listener(listener: ExitListener) -> None:
     (also where uWSGI skips interpreter teardown: its own atexit hook runs it)."""
     _exit_listeners.add(listener)
     _hook_uwsgi_once()
+
+
+def add_master_listener(listener: MasterListener) -> None:
+    """Call ``listener.before_workers_fork()`` in a master before it forks workers (from
+    ``install()`` there, and gunicorn's ``pre_fork``): an ORM gives back what it holds, so the
+    pools can close it and no worker inherits a session."""
+    _master_listeners.add(listener)
+
+
+def before_workers_fork() -> None:
+    for listener in list(_master_listeners):
+        try:
+            listener.before_workers_fork()
+        except Exception:
+            log.exception("before-fork listener %r failed", listener)
 
 
 def _hook_uwsgi_once() -> None:

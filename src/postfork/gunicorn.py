@@ -37,6 +37,7 @@ __all__ = ["post_fork", "post_request", "pre_fork", "worker_exit"]
 
 def pre_fork(server: Any, worker: Any) -> None:
     gunicorn_server.arbiter_forks(os.getpid())
+    fork.before_workers_fork()  # ORMs give back the connections they hold
     for pool in fork.live_pools():
         if isinstance(pool, Pool):
             _hold_nothing(pool)

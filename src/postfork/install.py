@@ -235,6 +235,7 @@ def install(
     upkeep.add(pool)
     if installation.role is Role.MASTER:
         _set_up_in_master(master_setup)
+        fork.before_workers_fork()  # ORMs give back what they hold: closed just below
         _enter_master(installation, accelerate_respawns)
     else:
         installation.warm_now()

@@ -59,6 +59,29 @@ class Lease:
             raise RuntimeError("a Lease has a session only while it is held")
         return self._slot.info
 
+    def is_alive(self) -> bool:
+        """Whether the leased connection still works, without a round trip: open, and its
+        socket has nothing to read (an ORM's health check; a pending ROLLBACK reply is read)."""
+        slot = self._slot
+        if slot is None or slot.conn is None or self.inherited:
+            return False
+        driver = self._pool._driver
+        if not driver.is_open(slot.conn):
+            return False
+        if driver.reset_pending(slot.conn):
+            try:
+                driver.finish_reset(slot.conn)
+            except Exception:
+                return False
+        return not slot.server_spoke()
+
+    @property
+    def inherited(self) -> bool:
+        """Held when this process was forked: the connection is its parent's (abandoned here,
+        its fd on /dev/null); end the lease, never use it."""
+        self._pool._ensure_process()
+        return self._slot is not None and self._slot.generation != self._pool._generation
+
     def invalidate(self) -> None:
         """Discard this connection on exit instead of returning it (e.g. after a read timeout)."""
         self._invalid = True

@@ -74,6 +74,7 @@ class ServiceProcess:
     options: ServeOptions
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] | None = None  # instead of the command `postfork serve` would run
+    ready_path: str = "/healthz"  # up once this answers (with any HTTP status)
     process: subprocess.Popen[bytes] | None = None
     log_path: str = ""
     _env: dict[str, str] = field(default_factory=dict)
@@ -98,7 +99,8 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()[-3000:]}")
             try:
-                if get(self.port, "/healthz", timeout=2).status == 200:
+                status = get(self.port, self.ready_path, timeout=2).status
+                if status == 200 or (self.ready_path != "/healthz" and status < 500):
                     return self
             except OSError:
                 pass
