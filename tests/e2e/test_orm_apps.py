@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +155,64 @@ def run_app(
     with service:
         answers = traffic(port, REQUESTS)
         return answers, service.log(), sessions(db)
+
+
+def concurrent_reads(port: int, notes: dict[int, str], clients: int = 8, each: int = 40) -> int:
+    """Reads of different notes from several clients at once; returns how many went wrong (no
+    answer, not a 200, or another note's body: a reply read off a socket shared with another
+    process)."""
+    wrong = [0]
+    lock = threading.Lock()
+    ids = sorted(notes)
+
+    def client(offset: int) -> None:
+        for number in range(each):
+            note = ids[(offset + number) % len(ids)]
+            try:
+                answer = get(port, f"/notes/{note}", timeout=10)
+                ok = answer.status == 200 and answer.body["body"] == notes[note]
+            except (OSError, ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                with lock:
+                    wrong[0] += 1
+
+    threads = [threading.Thread(target=client, args=(offset,)) for offset in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return wrong[0]
+
+
+@pytest.mark.parametrize("engine", ["postfork.django", "django.db.backends.mysql"])
+def test_a_connection_opened_at_import_in_the_arbiter_is_closed_before_fork(
+    db: EmbeddedMariaDB, engine: str
+) -> None:
+    """gunicorn with preload_app, persistent connections, an app that queries while it loads.
+    Stock Django hands the arbiter's connection to every worker (the control: errors); on
+    postfork the arbiter gives it back before forking and says so, and every answer is a 200."""
+    port = free_port()
+    argv = server_argv("gunicorn", APPS["django"], port, True)
+    argv[argv.index("--workers") + 1] = "4"
+    argv[argv.index("--max-requests") + 1] = "0"
+    env = app_env(
+        db,
+        POSTFORK_PRELOAD="true",
+        DJANGO_ENGINE=engine,
+        DJANGO_CONN_MAX_AGE="persistent",
+        DJANGO_QUERY_AT_IMPORT="true",
+    )
+    options = ServeOptions(server="gunicorn", bind=f"127.0.0.1:{port}")
+    with ServiceProcess(db.url, options, argv=argv, env=env, ready_path="/notes/0") as service:
+        notes = {}
+        for number in range(8):
+            created = get(port, f"/notes?body=note{number}", method="POST").body
+            notes[created["id"]] = f"note{number}"
+        wrong = sum(concurrent_reads(port, notes) for _ in range(3))
+        log = service.log()
+    if engine == "postfork.django":
+        assert wrong == 0, log[-3000:]
+        assert "closing Django's 'default' connection in the master before fork" in log
+    else:
+        assert wrong > 0, "the control should fail: every worker shares the arbiter's socket"
