@@ -1,6 +1,7 @@
 """Fork matrix on a real server: the parent's sessions survive every child, both drivers,
 both fork paths (os.fork with Python's at-fork hooks; libc fork without them, as in uWSGI), for
-postfork's pool and for a SQLAlchemy engine on it; and the controls, without postfork, break."""
+postfork's pool, a SQLAlchemy engine and Django connections on it; and the controls, without
+postfork, break."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from postfork.tools.forkcheck import run_in_subprocess as forkcheck
 ROUNDS = 5
 
 
-@pytest.mark.parametrize("target", ["pool", "sqlalchemy"])
+@pytest.mark.parametrize("target", ["pool", "sqlalchemy", "django"])
 @pytest.mark.parametrize("fork", ["os", "libc"])
 def test_parent_sessions_survive_children_leaving_in_every_way(
     database_url: DatabaseURL, driver: str, fork: str, target: str
@@ -54,3 +55,17 @@ def test_stock_sqlalchemy_with_its_fork_recipe_still_loses_the_parents_session(
     broken = {way for way, survived in report["survived"].items() if survived is not True}
     assert {"exit", "gc-collect", "pool-close"} <= broken, report
     assert "os-exit" not in broken  # os._exit skips collection: nothing is sent
+
+
+@pytest.mark.parametrize(
+    ("driver_name", "must_break"),
+    [("mysqlclient", {"exit", "gc-collect", "pool-close"}), ("pymysql", {"pool-close"})],
+)
+def test_stock_django_loses_the_parents_sessions_when_a_child_leaves(
+    database_url: DatabaseURL, driver_name: str, must_break: set[str]
+) -> None:
+    """Django's control: its own MySQL backend, persistent connections held by the parent. A
+    child that exits (mysqlclient) or closes its connections (both drivers) kills them."""
+    report = forkcheck(database_url, "--target", "django-stock", "--driver", driver_name)
+    broken = {way for way, survived in report["survived"].items() if survived is not True}
+    assert must_break <= broken, report

@@ -94,8 +94,78 @@ class EngineTarget(PoolTarget):
         return {} if self.stock else super().counts()
 
 
-TARGETS = ("pool", "sqlalchemy")
-CONTROLS = ("naive", "sqlalchemy-stock")
+class DjangoTarget(PoolTarget):
+    """Django's connections (persistent: the parent keeps them), one per database alias, on
+    postfork's backend; ``stock``: Django's own MySQL backend."""
+
+    def __init__(self, url: str, driver: str, size: int, *, stock: bool = False) -> None:
+        self.size, self.stock = size, stock
+        self.name = "django-stock" if stock else "django"
+        self.aliases = tuple(f"db{index}" for index in range(size))
+        _configure_django(parse_url(url), driver, self.aliases, stock=stock)
+        from django.db import connections
+
+        self._connections = connections
+        for alias in self.aliases:
+            connections[alias].ensure_connection()
+        if not stock:
+            self.pool = connections[self.aliases[0]].postfork_pool()
+
+    @contextlib.contextmanager
+    def connections(self) -> Iterator[list[Any]]:
+        for alias in self.aliases:
+            self._connections[alias].ensure_connection()
+        yield [self._connections[alias].connection for alias in self.aliases]
+
+    def close(self) -> None:
+        self._connections.close_all()
+
+    def counts(self) -> dict[str, Any]:
+        if self.stock:
+            return {}
+        pools = [self._connections[alias].postfork_pool().stats() for alias in self.aliases]
+        discards = {
+            reason: sum(stats["discards"][reason] for stats in pools)
+            for reason in pools[0]["discards"]
+        }
+        return {
+            "parent_connects": sum(stats["connects"] for stats in pools),
+            "parent_discards": discards,
+        }
+
+
+def _configure_django(
+    url: DatabaseURL, driver: str, aliases: tuple[str, ...], *, stock: bool
+) -> None:
+    import django
+    from django.conf import settings
+
+    if settings.configured:  # once per process: the control makes a fresh target per way
+        return
+    if driver == "pymysql":
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+    database = {
+        "ENGINE": "django.db.backends.mysql" if stock else "postfork.django",
+        "NAME": url.database,
+        "USER": url.user,
+        "PASSWORD": url.password,
+        "HOST": url.unix_socket or url.host,
+        "PORT": "" if url.unix_socket else url.port,
+        "CONN_MAX_AGE": None,
+        "OPTIONS": {} if stock else {"pool": {"min_idle": 1, "max_size": 1}},
+    }
+    settings.configure(
+        DATABASES={"default": database, **{alias: database for alias in aliases}},
+        INSTALLED_APPS=[] if stock else ["postfork.django"],
+        USE_TZ=True,
+    )
+    django.setup()
+
+
+TARGETS = ("pool", "sqlalchemy", "django")
+CONTROLS = ("naive", "sqlalchemy-stock", "django-stock")
 
 
 def _target(name: str, url: str, driver: str, size: int) -> Any:
@@ -103,6 +173,8 @@ def _target(name: str, url: str, driver: str, size: int) -> Any:
         return PoolTarget(url, driver, size)
     if name in ("sqlalchemy", "sqlalchemy-stock"):
         return EngineTarget(url, driver, size, stock=name == "sqlalchemy-stock")
+    if name in ("django", "django-stock"):
+        return DjangoTarget(url, driver, size, stock=name == "django-stock")
     raise ValueError(f"unknown target {name!r}")
 
 
