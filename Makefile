@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck layers bench bench-gunicorn bench-pool clean
+.PHONY: demo test test-django lint typecheck layers bench bench-gunicorn bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -24,6 +24,20 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+# Django's own test suite (backends, basic, transactions, select_for_update, queries,
+# model_fields, aggregation) on postfork.django and on stock Django's MySQL backend, side by side:
+# the installed Django (5.2) and 4.2 LTS (in .venv-django42). About 2 minutes.
+DJANGO42 := .venv-django42
+$(DJANGO42)/.installed: pyproject.toml
+	test -x $(DJANGO42)/bin/python || $(PYTHON) -m venv $(DJANGO42)
+	$(DJANGO42)/bin/python -m pip install --quiet --upgrade pip
+	$(DJANGO42)/bin/python -m pip install --quiet -e '.[mysqlclient,pymysql]' 'Django>=4.2,<4.3'
+	touch $@
+
+test-django: $(STAMP) $(DJANGO42)/.installed
+	$(BIN)/python scripts/django_suite.py --json benchmarks/results/django-suite-5.2.json
+	$(BIN)/python scripts/django_suite.py --python $(DJANGO42)/bin/python --json benchmarks/results/django-suite-4.2.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,4 +59,4 @@ bench-pool: $(STAMP)
 	$(BIN)/python benchmarks/pool_overhead.py --iterations 20000 --json benchmarks/results/pool_overhead.json
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DJANGO42) .cache build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -167,8 +167,8 @@ class Installation:
 
     def ready(self) -> bool:
         """For ``/readyz``: the pool holds its connections, or can open them now."""
-        idle, in_use = self.pool.counts()
-        if idle + in_use >= max(self.pool.min_idle, 1):
+        stats = self.pool.stats()  # live ones only: a connect in flight is not a connection yet
+        if stats["idle"] + stats["in_use"] >= max(self.pool.min_idle, 1):
             return True
         return self.warm_now()
 

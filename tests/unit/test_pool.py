@@ -515,3 +515,34 @@ def test_two_threads_warming_at_once_open_min_idle_connections_not_twice_that() 
     for thread in threads:
         thread.join(5)
     assert len(driver.opened) == 1 and pool.stats()["idle"] == 1
+
+
+def test_warm_connects_itself_when_the_connect_it_waited_for_failed() -> None:
+    """install() must not report a pool warm because the upkeep timer's connect, which it
+    waited for, failed."""
+    release = threading.Event()
+
+    class FirstConnectFails(FakeDriver):
+        def connect(self, url: Any, **kwargs: Any) -> Any:
+            if not release.is_set():
+                release.wait(5)
+                raise FakeOperationalError(2003, "refused")
+            return super().connect(url, **kwargs)
+
+    pool = make_pool(FirstConnectFails(), min_idle=1, max_size=2)
+    failed: list[BaseException] = []
+    other = threading.Thread(target=lambda: _warm_into(pool, failed))
+    other.start()
+    while pool.stats()["connecting"] < 1:
+        time.sleep(0.001)
+    threading.Timer(0.1, release.set).start()
+    assert pool.warm() == 1  # waited, saw the other connect fail, connected itself
+    other.join(5)
+    assert isinstance(failed[0], DatabaseUnavailable) and pool.stats()["idle"] == 1
+
+
+def _warm_into(pool: Pool, failures: list[BaseException]) -> None:
+    try:
+        pool.warm()
+    except BaseException as exc:
+        failures.append(exc)

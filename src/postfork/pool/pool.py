@@ -125,23 +125,37 @@ class Pool:
         it opened. Connects already in flight in another thread (the upkeep timer) are waited
         for, so the pool is warm when this returns."""
         self._ensure_process()
+        opened = 0
+        for _ in range(self.min_idle + 1):  # each round opens or waits for at least one
+            reserved = self._reserve_for_warm()
+            if reserved is None:
+                return opened
+            for index, slot in enumerate(reserved):
+                try:
+                    self._open(slot, deadline=None, for_lease=False)
+                except BaseException:
+                    self._release_reserved(reserved[index + 1 :])
+                    raise
+            opened += len(reserved)
+            self._await_connects_in_flight()  # another thread's; if they failed, try ourselves
+        return opened
+
+    def _reserve_for_warm(self) -> list[Slot] | None:
+        """Slots to connect for min_idle, counting another thread's warm() in flight; None
+        when nothing is left to do (warm, full, or not serving)."""
         with self._lock:
             self._raise_if_closed()
             if self._mode is not PoolMode.SERVING:
-                return 0
-            warming = sum(1 for slot in self._busy if slot.warming)  # another thread's warm()
-            wanted = min(self.min_idle - len(self._idle) - warming, self.max_size - self._size())
+                return None
+            warming = sum(1 for slot in self._busy if slot.warming)
+            short = self.min_idle - len(self._idle)
+            if short <= 0 or self._size() >= self.max_size and not warming:
+                return None
+            wanted = min(short - warming, self.max_size - self._size())
             reserved = [self._reserve_new_slot() for _ in range(max(wanted, 0))]
             for slot in reserved:
                 slot.warming = True
-        for index, slot in enumerate(reserved):
-            try:
-                self._open(slot, deadline=None, for_lease=False)
-            except BaseException:
-                self._release_reserved(reserved[index + 1 :])
-                raise
-        self._await_connects_in_flight()
-        return len(reserved)
+            return reserved
 
     def _await_connects_in_flight(self) -> None:
         deadline = time.monotonic() + self.connect_timeout
@@ -231,7 +245,8 @@ class Pool:
         return self._driver.name
 
     def counts(self) -> tuple[int, int]:
-        """(idle, in use) without taking the lock: a cheap, momentary reading for gauges."""
+        """(idle, in use or connecting) without taking the lock: a cheap, momentary reading
+        for gauges (``stats()`` tells connecting ones apart)."""
         return len(self._idle), len(self._busy)
 
     def is_disconnect(self, exc: BaseException) -> bool:

@@ -11,10 +11,13 @@ the worker's postfork pool and go back to it when Django would close them.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from django.db import OperationalError
 from django.db.backends.mysql import base as mysql
 
+from ...errors import DatabaseUnavailable, PoolError
 from ...pool import Lease, Pool
 from . import pools
 
@@ -22,11 +25,11 @@ log = logging.getLogger("postfork.django")
 
 
 class DatabaseWrapper(mysql.DatabaseWrapper):  # type: ignore[misc]
-    display_name = "MySQL/MariaDB on postfork"
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._postfork_lease: Lease | None = None
+        self._postfork_checked_out = False  # connect() is setting up what it just checked out
+        self._postfork_discard = False  # the next close is because the connection is unusable
         pools.register(self)
 
     def postfork_pool(self) -> Pool:
@@ -42,17 +45,21 @@ class DatabaseWrapper(mysql.DatabaseWrapper):  # type: ignore[misc]
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         pool = pools.pool_for(self.alias, self.settings_dict, conn_params)
         lease = pool.connection()
-        connection = lease.__enter__()
-        self._postfork_lease = lease
+        try:
+            connection = lease.__enter__()
+        except (DatabaseUnavailable, PoolError) as exc:  # Django's error, postfork's message
+            raise OperationalError(str(exc)) from exc
+        self._postfork_lease, self._postfork_checked_out = lease, True
         if getattr(connection, "encoders", {}).get(bytes) is bytes:
             connection.encoders.pop(bytes)  # as Django's own backend does
         return connection
 
     def init_connection_state(self) -> None:
-        lease = self._postfork_lease
+        lease, from_connect = self._postfork_lease, self._postfork_checked_out
+        self._postfork_checked_out = False
         ready = (self.isolation_level,)
-        if lease is not None and lease.info.get(pools.SESSION_READY) == ready:
-            return  # this server session was set up when it was first handed to Django
+        if from_connect and lease is not None and lease.info.get(pools.SESSION_READY) == ready:
+            return  # connect() on a server session that was set up when first handed out
         super().init_connection_state()
         if lease is not None:
             lease.info[pools.SESSION_READY] = ready
@@ -62,12 +69,45 @@ class DatabaseWrapper(mysql.DatabaseWrapper):  # type: ignore[misc]
         lease = self._postfork_lease
         return lease is not None and lease.is_alive()
 
+    # Django's two decisions to close a connection it finds unusable, as Django makes them
+    # (4.2 to 5.2), marking those closes: such a connection is discarded, never given back.
+
+    def close_if_health_check_failed(self) -> None:
+        if self.connection is None or not self.health_check_enabled or self.health_check_done:
+            return
+        if not self.is_usable():
+            self._close_unusable()
+        self.health_check_done = True
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        if self.connection is None:
+            return
+        self.health_check_done = False
+        if self.get_autocommit() != self.settings_dict["AUTOCOMMIT"]:
+            self._close_unusable()  # the app did not restore autocommit: take no chances
+            return
+        if self.errors_occurred:
+            if not self.is_usable():
+                self._close_unusable()
+                return
+            self.errors_occurred = False
+            self.health_check_done = True
+        if self.close_at is not None and time.monotonic() >= self.close_at:
+            self.close()  # CONN_MAX_AGE reached (0: every request): back to the pool
+
+    def _close_unusable(self) -> None:
+        self._postfork_discard = True
+        try:
+            self.close()
+        finally:
+            self._postfork_discard = False
+
     def _close(self) -> None:
         lease, self._postfork_lease = self._postfork_lease, None
         if lease is None:
             return None if self.connection is None else super()._close()
-        if self.in_atomic_block or (self.errors_occurred and not lease.is_alive()):
-            lease.invalidate()  # Django may still hold it (closed in a transaction): discard
+        if self._postfork_discard or self.in_atomic_block:
+            lease.invalidate()  # unusable, or Django may still hold it (closed in a transaction)
         lease.__exit__(None, None, None)
         return None
 
