@@ -149,7 +149,7 @@ class Pool:
                 return None
             warming = sum(1 for slot in self._busy if slot.warming)
             short = self.min_idle - len(self._idle)
-            if short <= 0 or self._size() >= self.max_size and not warming:
+            if short <= 0 or (self._size() >= self.max_size and not warming):
                 return None
             wanted = min(short - warming, self.max_size - self._size())
             reserved = [self._reserve_new_slot() for _ in range(max(wanted, 0))]
