@@ -149,3 +149,18 @@ def test_the_rollback_on_return_does_not_wait_yet_frees_the_locks_at_once(
             assert again is conn and not pool._driver.reset_pending(conn)
             assert scalar(again, f"SELECT COUNT(*) FROM {scratch_table}") == 1  # the admin's row
         assert pool.stats()["discards"] == dict.fromkeys(pool.stats()["discards"], 0)
+
+
+def test_a_second_rollback_while_one_is_on_its_way_sends_nothing(
+    database_url: DatabaseURL, driver: str
+) -> None:
+    """SQLAlchemy's ORM rolls back twice as a Session closes; the second must cost nothing."""
+    with (
+        Pool(database_url, driver=driver, min_idle=0, max_size=1) as pool,
+        pool.connection() as conn,
+    ):
+        before = session_rollbacks(conn)
+        scalar(conn, "SELECT 1")
+        conn.rollback()
+        conn.rollback()  # nothing was sent since the first: nothing to undo, nothing sent
+        assert session_rollbacks(conn) == before + 1

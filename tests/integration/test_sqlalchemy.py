@@ -83,6 +83,34 @@ def test_a_simple_read_waits_for_one_round_trip_where_stock_pre_ping_waits_for_t
     assert pool._driver.reset_pending(slot.conn)  # its reply is read at the next checkout
 
 
+def test_an_orm_session_read_sends_one_rollback_and_waits_for_none_of_it(
+    database_url: DatabaseURL, driver: str, notes: str
+) -> None:
+    """A Session rolls back its transaction, then the pool resets the connection: stock
+    SQLAlchemy sends two ROLLBACKs (and a ping), each waited for; on postfork one is sent."""
+
+    def read(engine: sqlalchemy.Engine) -> None:
+        with Session(engine) as session:
+            session.execute(select(Note)).all()
+
+    def session_chunks(engine_of: Any) -> float:
+        totals = []
+        for reads in (20, 40):
+            with ProxyProcess(proxy_target(database_url), 0.0) as proxy:
+                engine = engine_of(proxied(database_url, proxy.port))
+                for _ in range(reads):
+                    read(engine)
+                totals.append(proxy.stop()["client_chunks"])
+        return (totals[1] - totals[0]) / 20
+
+    stock = session_chunks(
+        lambda url: sqlalchemy.create_engine(engine_url(url, driver), pool_pre_ping=True)
+    )
+    ours = session_chunks(lambda url: make_engine(url, driver))
+    assert stock == pytest.approx(4, abs=0.1)  # ping, query, ROLLBACK, ROLLBACK
+    assert ours == pytest.approx(2, abs=0.1)  # query, one ROLLBACK not waited for
+
+
 # -- SQLAlchemy's behaviour, kept ----------------------------------------------------------------
 
 

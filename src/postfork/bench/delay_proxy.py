@@ -6,8 +6,8 @@ round trip through the proxy costs two one-way delays. It also counts the chunks
 sent: in MySQL's request/response protocol that is the number of round trips the client made.
 
 Run it as a process (``python -m postfork.bench.delay_proxy``) so it never competes for the
-GIL with the code it measures. It prints ``LISTEN host:port`` when ready and a JSON line of
-counters when it gets SIGTERM or SIGINT.
+GIL with the code it measures. It prints ``LISTEN host:port`` when ready, a JSON line of its
+counters so far on SIGUSR1, and a last one when it gets SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -162,6 +162,13 @@ class ProxyProcess:
             raise RuntimeError(f"delay proxy did not start (exit code {self.process.wait()})")
         self.port = int(ready[1].rpartition(":")[2])
 
+    def sample(self) -> dict[str, Any]:
+        """The counters so far (connections, client chunks: statements), while it runs."""
+        assert self.process.stdout is not None
+        self.process.send_signal(signal.SIGUSR1)
+        counters: dict[str, Any] = json.loads(self.process.stdout.readline())
+        return counters
+
     def stop(self) -> dict[str, Any]:
         self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(timeout=10)
@@ -186,14 +193,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.delay_ms < 0:
         parser.error("--delay-ms must be >= 0")
     proxy = DelayProxy(args.target, args.delay_ms / 1e3, ("127.0.0.1", args.listen_port))
-    stop = threading.Event()
+    asked: queue.SimpleQueue[str] = queue.SimpleQueue()  # handlers only enqueue: main thread works
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())  # only a flag: the main thread does the work
+        signal.signal(signum, lambda *_: asked.put("stop"))
+    signal.signal(signal.SIGUSR1, lambda *_: asked.put("sample"))
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     print(f"LISTEN 127.0.0.1:{proxy.port}", flush=True)
-    stop.wait()
+    while True:
+        what = asked.get()
+        with proxy._lock:
+            line = json.dumps(asdict(proxy.counters))
+        print(line, flush=True)  # the counters so far (a sample), or the last ones
+        if what == "stop":
+            break
     proxy.close()
-    print(json.dumps(asdict(proxy.counters)), flush=True)
     sys.exit(0)
 
 

@@ -36,7 +36,7 @@ def run_bench(
 
         suite = Suite(options, scenarios, tick)
         result = suite.run()
-    result["targets"] = reporting.targets(result)
+    result["targets"] = reporting.targets(result) + reporting.orm_targets(result)
     result["warnings"] = reporting.warnings(result)
     reporting.print_report(result, console)
     if json_path is not None:

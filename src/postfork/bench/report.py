@@ -84,6 +84,59 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def orm_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 12's targets: the ORMs on postfork against their stock configurations."""
+    orm = report.get("orm", {})
+    out = []
+    stock_sa, ours_sa = orm.get("sqlalchemy"), orm.get("sqlalchemy on postfork")
+    if stock_sa and ours_sa:
+        out += [
+            _target(
+                "SQLAlchemy on postfork: connects on the request path",
+                ours_sa["connects_on_request_path"],
+                "== 0",
+                ours_sa["connects_on_request_path"] == 0,
+            ),
+            _target(
+                "SQLAlchemy on postfork: a new worker's first request / steady median",
+                ours_sa["first_vs_steady"],
+                "<= 1.1",
+                ours_sa["first_vs_steady"] <= 1.1,
+            ),
+        ]
+        ratio = ours_sa["closed_loop"]["rps"] / stock_sa["closed_loop"]["rps"]
+        out.append(
+            _target("closed loop: SQLAlchemy on postfork / stock", ratio, ">= 2", ratio >= 2)
+        )
+    stock_dj, ours_dj = orm.get("django"), orm.get("django on postfork")
+    if stock_dj and ours_dj:
+        out.append(
+            _target(
+                "Django on postfork: connects on the request path",
+                ours_dj["connects_on_request_path"],
+                "== 0",
+                ours_dj["connects_on_request_path"] == 0,
+            )
+        )
+        ratio = ours_dj["p50_ms"] / stock_dj["p50_ms"]
+        out.append(
+            _target("Django on postfork p50 / default Django p50", ratio, "<= 0.6", ratio <= 0.6)
+        )
+    persistent = orm.get("django persistent")
+    if persistent and ours_dj and "statements_per_request" in ours_dj:
+        saved = persistent["statements_per_request"] - ours_dj["statements_per_request"]
+        out.append(
+            _target(
+                "Django: statements per request, persistent + health checks minus on postfork "
+                "(the ping)",
+                saved,
+                ">= 0.9",
+                saved >= 0.9,
+            )
+        )
+    return out
+
+
 def warnings(report: dict[str, Any]) -> list[str]:
     notes = []
     proxy = report["proxy"]
@@ -98,7 +151,7 @@ def warnings(report: dict[str, Any]) -> list[str]:
             f"a closed loop reached {generator['peak_share_of_ceiling']:.0%} of the load "
             "generator's own ceiling: its req/s may be the generator's limit, not the service's"
         )
-    for name, figures in report["scenarios"].items():
+    for name, figures in {**report["scenarios"], **report.get("orm", {})}.items():
         if figures["send_lag_p99_ms"] > 1.0:
             notes.append(
                 f"{name}: the generator sent 1% of requests more than "
@@ -108,6 +161,10 @@ def warnings(report: dict[str, Any]) -> list[str]:
 
 
 # -- terminal ------------------------------------------------------------------------------
+
+
+def _per_request(figures: dict[str, Any], key: str, digits: int = 2) -> str:
+    return f"{figures[key]:.{digits}f}" if key in figures else "-"
 
 
 def _ms(value: float) -> str:
@@ -173,6 +230,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                 "slow: 1st req /\nrespawn wait /\nother",
                 "closed loop\nreq/s",
                 "closed\nerrors",
+                "statements\n/request",
             ),
             [
                 [
@@ -184,11 +242,44 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                     " / ".join(str(f["slow_attribution"][k]) for k in ATTRIBUTION),
                     f"{f['closed_loop']['rps']:.0f}",
                     str(f["closed_loop"]["errors"]),
+                    _per_request(f, "statements_per_request"),
                 ]
                 for name, f in story.items()
             ],
         )
     )
+    if report.get("orm"):
+        console.print(
+            _table(
+                "ORMs: the summary endpoint through SQLAlchemy and Django, open loop (ms); "
+                "statements and connections per request, as the database saw them",
+                (
+                    "scenario",
+                    "requests",
+                    "errors",
+                    "p50",
+                    "p99",
+                    "p99.9",
+                    "statements\n/request",
+                    "connections\n/request",
+                    "1st /\nsteady",
+                    "closed loop\nreq/s",
+                ),
+                [
+                    [
+                        name,
+                        str(f["requests"]),
+                        str(f["errors"] + f["closed_loop"]["errors"]),
+                        *(_ms(f[key]) for key in ("p50_ms", "p99_ms", "p999_ms")),
+                        _per_request(f, "statements_per_request"),
+                        _per_request(f, "connections_per_request", 3),
+                        "-" if math.isnan(f["first_vs_steady"]) else f"{f['first_vs_steady']:.2f}x",
+                        f"{f['closed_loop']['rps']:.0f}",
+                    ]
+                    for name, f in report["orm"].items()
+                ],
+            )
+        )
     if report.get("storms"):
         console.print(
             _table(

@@ -80,6 +80,33 @@ STORMS = (
 STORY_NAMES = tuple(scenario.name for scenario in STORY)
 
 
+def _orm(name: str, connect: str, summary: str) -> Scenario:
+    """The summary endpoint through an ORM; metrics off in all five (stock ORMs have none)."""
+    return Scenario(
+        name,
+        connect,
+        True,
+        summary,
+        env={"POSTFORK_METRICS": "off"},
+        uwsgi=_EXACT["uwsgi"],
+        gunicorn=_EXACT["gunicorn"],
+    )
+
+
+# ``postfork bench --orm``: the same endpoint, data, proxy and recycling, through an ORM.
+ORM = (
+    _orm("sqlalchemy", "orm-sqlalchemy", "SQLAlchemy ORM, QueuePool + pool_pre_ping"),
+    _orm("sqlalchemy on postfork", "orm-sqlalchemy-postfork", "SQLAlchemy ORM on PostforkPool"),
+    _orm("django", "orm-django", "Django ORM, stock backend, CONN_MAX_AGE = 0 (the default)"),
+    _orm(
+        "django persistent",
+        "orm-django-persistent",
+        "stock backend, persistent connections, CONN_HEALTH_CHECKS",
+    ),
+    _orm("django on postfork", "orm-django-postfork", "Django ORM on the postfork.django backend"),
+)
+
+
 def select(names: list[str] | None) -> tuple[Scenario, ...]:
     """The story scenarios by name (always with no-recycle, the reference for the ratios)."""
     if not names:

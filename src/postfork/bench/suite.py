@@ -32,7 +32,7 @@ from ..tools.serve.runner import ServiceProcess, free_port
 from ..url import DatabaseURL
 from . import analysis, loadgen
 from .delay_proxy import ProxyProcess, proxied, proxy_target
-from .scenarios import STORMS, Scenario
+from .scenarios import ORM, STORMS, Scenario
 
 SETTLE_SECONDS = 1.0  # after the server answers: the other workers finish their start-up
 # Before the first measured run, unrecorded: page cache, buffer pool, CPU frequency, the proxy.
@@ -51,6 +51,7 @@ class BenchOptions:
     connections: int = 8
     storm_duration: float = 30.0
     storms: bool = True
+    orm: bool = False  # also the ORM scenarios (the summary endpoint through SQLAlchemy, Django)
     driver: str = "mysqlclient"
     database_url: str | None = None
     scenario_names: tuple[str, ...] = ()
@@ -65,6 +66,7 @@ class BenchOptions:
         return replace(cls(duration=12.0, closed_duration=4.0, storm_duration=12.0), **overrides)
 
     def planned_seconds(self, scenarios: int) -> float:
+        scenarios += len(ORM) if self.orm else 0
         per_scenario = self.duration + self.closed_duration + SETTLE_SECONDS + 2.0
         storms = len(STORMS) * (self.storm_duration + SETTLE_SECONDS + 2.0) if self.storms else 0
         return scenarios * per_scenario + storms
@@ -79,20 +81,21 @@ class ScenarioRun:
     open_loop: loadgen.LoadResult | None
     closed_loop: loadgen.LoadResult
     warm_reports: list[WarmReport]
+    traffic: dict[str, float]  # per request, from the proxy: statements, connections
 
 
 @contextmanager
 def service_database(
     url: DatabaseURL, delay_ms: float
-) -> Iterator[tuple[DatabaseURL, dict[str, Any]]]:
-    """The URL the service uses (through the proxy when there is a delay) and the proxy's
-    measured cost."""
+) -> Iterator[tuple[DatabaseURL, dict[str, Any], ProxyProcess | None]]:
+    """The URL the service uses (through the proxy when there is a delay), the proxy's
+    measured cost, and the proxy (its counters tell each scenario's statements)."""
     if delay_ms <= 0:
-        yield url, {"delay_ms": 0.0}
+        yield url, {"delay_ms": 0.0}, None
         return
     with ProxyProcess(proxy_target(url), delay_ms) as proxy:
         through = proxied(url, proxy.port)
-        yield through, validate_proxy(url, through, delay_ms)
+        yield through, validate_proxy(url, through, delay_ms), proxy
 
 
 def validate_proxy(direct: DatabaseURL, through: DatabaseURL, delay_ms: float) -> dict[str, Any]:
@@ -138,8 +141,13 @@ class Suite:
         self._tick = tick
         self._done = 0.0  # planned seconds of work finished
         self._system_warm = False
-        # sorted latencies per run, for the plot: {"open loop"|"closed loop": {name: [ms]}}
-        self.curves: dict[str, dict[str, list[float]]] = {"open loop": {}, "closed loop": {}}
+        self._proxy: ProxyProcess | None = None
+        # sorted latencies per run, for the plot: {panel: {name: [ms]}}
+        self.curves: dict[str, dict[str, list[float]]] = {
+            "open loop": {},
+            "closed loop": {},
+            "ORMs, open loop": {},
+        }
 
     def run(self) -> dict[str, Any]:
         opts = self.options
@@ -154,17 +162,23 @@ class Suite:
             report["database"] = {"url": url.redacted(), "origin": origin}
             self._tick("seeding the database", self._done)
             seed_database(url)
-            with service_database(url, opts.db_delay_ms) as (service_url, proxy):
+            with service_database(url, opts.db_delay_ms) as (service_url, proxy, process):
                 report["proxy"] = proxy
+                self._proxy = process
                 self._tick("measuring the load generator's ceiling", self._done)
                 report["generator"] = {"ceiling_rps": loadgen.ceiling()}
                 runs = [
                     self._run(service_url, scenario, storm=False) for scenario in self.scenarios
                 ]
+                orms = [self._run(service_url, s, storm=False) for s in ORM] if opts.orm else []
                 storms = (
                     [self._run(service_url, s, storm=True) for s in STORMS] if opts.storms else []
                 )
         report["scenarios"] = {run.scenario.name: self._story_figures(run) for run in runs}
+        if orms:
+            report["orm"] = {
+                run.scenario.name: self._story_figures(run, "ORMs, open loop") for run in orms
+            }
         report["storms"] = {run.scenario.name: self._storm_figures(run) for run in storms}
         report["generator"].update(generator_load(runs, report["generator"]["ceiling_rps"]))
         return report
@@ -187,13 +201,13 @@ class Suite:
         with tempfile.TemporaryDirectory(prefix="postfork-bench-") as scratch:
             events = os.path.join(scratch, "events.jsonl")
             env = {**scenario.env, EVENT_LOG_VAR: events}
-            open_loop, closed_loop = self._drive(url, options, env, label, storm)
+            open_loop, closed_loop, traffic = self._drive(url, options, env, label, storm)
             reports = analysis.read_warm_reports(_lines(events))
-        return ScenarioRun(scenario, open_loop, closed_loop, reports)
+        return ScenarioRun(scenario, open_loop, closed_loop, reports, traffic)
 
     def _drive(
         self, url: DatabaseURL, options: ServeOptions, env: dict[str, str], label: str, storm: bool
-    ) -> tuple[loadgen.LoadResult | None, loadgen.LoadResult]:
+    ) -> tuple[loadgen.LoadResult | None, loadgen.LoadResult, dict[str, float]]:
         opts = self.options
         with ServiceProcess(url, options, env=env) as service:
             time.sleep(SETTLE_SECONDS)
@@ -201,6 +215,7 @@ class Suite:
                 loadgen.run(replace(SYSTEM_WARMUP, port=service.port))
                 self._system_warm = True
             self._done += SETTLE_SECONDS + 2.0
+            before = self._proxy.sample() if self._proxy is not None else None
             open_loop = None
             if not storm:
                 spec = loadgen.LoadSpec(
@@ -212,7 +227,9 @@ class Suite:
                 port=service.port, duration=duration, connections=opts.connections
             )
             closed_loop = self._load(f"{label}: closed loop", spec)
-        return open_loop, closed_loop
+            after = self._proxy.sample() if self._proxy is not None else None
+        served = len(closed_loop.samples) + (len(open_loop.samples) if open_loop else 0)
+        return open_loop, closed_loop, per_request(before, after, served)
 
     def _load(self, label: str, spec: loadgen.LoadSpec) -> loadgen.LoadResult:
         base = self._done
@@ -224,15 +241,14 @@ class Suite:
 
     # -- figures -------------------------------------------------------------------------
 
-    def _story_figures(self, run: ScenarioRun) -> dict[str, Any]:
+    def _story_figures(self, run: ScenarioRun, panel: str = "open loop") -> dict[str, Any]:
         assert run.open_loop is not None
         figures = analysis.summarize(run.open_loop, self.options.processes)
         figures["summary"] = run.scenario.summary
         figures["closed_loop"] = closed_figures(run.closed_loop)
         figures["send_lag_p99_ms"] = send_lag_p99_ms(run.open_loop)
-        self.curves["open loop"][run.scenario.name] = sorted(
-            analysis.latencies_ms(run.open_loop.samples)
-        )
+        figures.update(run.traffic)
+        self.curves[panel][run.scenario.name] = sorted(analysis.latencies_ms(run.open_loop.samples))
         return figures
 
     def _storm_figures(self, run: ScenarioRun) -> dict[str, Any]:
@@ -249,6 +265,19 @@ class Suite:
             figures[f"respawn_gap_{name}_p99_ms"] = analysis.percentile(values, 99.0)
             figures[f"respawn_gap_{name}_max_ms"] = values[-1] if values else math.nan
         return figures
+
+
+def per_request(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, served: int
+) -> dict[str, float]:
+    """What the database saw per request served, from the proxy's counters: statements (one
+    per client write: a query, a ping, a rollback) and new connections."""
+    if before is None or after is None or not served:
+        return {}
+    return {
+        "statements_per_request": (after["client_chunks"] - before["client_chunks"]) / served,
+        "connections_per_request": (after["connections"] - before["connections"]) / served,
+    }
 
 
 def closed_figures(result: loadgen.LoadResult) -> dict[str, Any]:

@@ -27,6 +27,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "db_delay_ms": args.db_delay_ms,
         "connections": args.connections,
         "storms": not args.no_storms,
+        "orm": args.orm,
         "driver": args.driver,
         "database_url": args.database_url,
         "scenario_names": tuple(args.scenarios or ()),
@@ -87,6 +88,11 @@ def add_parser(commands: Any) -> None:
         help=f"comma-separated subset of {','.join(STORY_NAMES)}",
     )
     parser.add_argument("--no-storms", action="store_true", help="skip the recycling storms")
+    parser.add_argument(
+        "--orm",
+        action="store_true",
+        help="also the ORM scenarios: SQLAlchemy and Django, stock and on postfork",
+    )
     parser.add_argument("--quick", action="store_true", help="short runs: about 2.5 minutes")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="write the percentile plot")

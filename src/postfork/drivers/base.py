@@ -8,6 +8,8 @@ Both adapters hand out their driver's own Connection class, subclassed for one t
 connection sends anything else (every command goes through a method that reads it first), and
 the pool reads it before it hands the connection out again: a rollback on return (by the pool,
 SQLAlchemy or Django) costs the request no round trip, and the server still rolls back at once.
+A second rollback while one is on its way sends nothing (SQLAlchemy's ORM rolls back twice as a
+Session closes: the session's transaction, then the pool's reset on return).
 """
 
 from __future__ import annotations

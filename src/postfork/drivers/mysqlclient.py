@@ -122,7 +122,7 @@ def _connection_class(base: Any, native: Any) -> Any:
 
         def rollback(self) -> None:
             if self._postfork_reset_pending:
-                self._postfork_finish_reset()
+                return  # a ROLLBACK is on its way and nothing was sent since: nothing to undo
             send_query(self, b"ROLLBACK")
             self._postfork_reset_pending = True
 

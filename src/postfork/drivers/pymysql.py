@@ -81,7 +81,9 @@ def _connection_class(base: Any) -> Any:
         _postfork_reset_pending = False
 
         def rollback(self) -> None:
-            self._execute_command(COM_QUERY, "ROLLBACK")  # reads an earlier pending reply first
+            if self._postfork_reset_pending:
+                return  # a ROLLBACK is on its way and nothing was sent since: nothing to undo
+            self._execute_command(COM_QUERY, "ROLLBACK")
             self._postfork_reset_pending = True  # the OK packet is read later
 
         def _postfork_finish_reset(self) -> None:

@@ -11,8 +11,18 @@ from ..validate import POSITIVE_INTEGER, POSITIVE_SECONDS
 
 # warm: install() with a synthetic warm-up request; postfork: connect after fork only (the
 # story's fix); lazy: connect on a worker's first request (the story's before); sqlalchemy:
-# stock SQLAlchemy QueuePool with pool_pre_ping instead of postfork (the bench's baseline)
-CONNECT_MODES = ("warm", "postfork", "lazy", "sqlalchemy")
+# stock SQLAlchemy QueuePool with pool_pre_ping instead of postfork (the bench's baseline).
+# orm-*: the summary endpoint through an ORM (the bench's ORM scenarios): SQLAlchemy stock or
+# on postfork; Django stock (a connection per request), persistent with health checks, or on
+# postfork.
+ORM_MODES = (
+    "orm-sqlalchemy",
+    "orm-sqlalchemy-postfork",
+    "orm-django",
+    "orm-django-persistent",
+    "orm-django-postfork",
+)
+CONNECT_MODES = ("warm", "postfork", "lazy", "sqlalchemy", *ORM_MODES)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ACCESS_LOG_FORMATS = ("logfmt", "json", "off")
 EVENT_LOG_VAR = "POSTFORK_EVENT_LOG"

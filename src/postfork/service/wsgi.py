@@ -17,6 +17,7 @@ import logging
 import os
 from typing import Any
 
+from .. import environment
 from ..install import WarmReport, install
 from ..pool import Pool
 from ..wsgi import (
@@ -38,18 +39,37 @@ def build(settings: ServiceSettings) -> WSGIApp:
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     profile = ProfileSettings.parse(settings.profile)  # a typo fails the load, not a request
-    service = _service(settings)
-    app: WSGIApp = service
+    app, pool = _application(settings)
     if profile.enabled:
         app = ProfilingMiddleware(app, profile)
     metrics = None
-    if settings.metrics and isinstance(service.pool, Pool):
-        metrics = ServiceMetrics(service.pool)
+    if settings.metrics and pool is not None:
+        metrics = ServiceMetrics(pool)
         app = MetricsEndpoint(app, metrics)
     timing = TimingMiddleware(app, access_log_format=settings.access_log)
     if metrics is not None:  # every request is counted, /metrics too (as the server counts it)
         timing.observers.append(metrics.observe)
     return timing
+
+
+def _application(settings: ServiceSettings) -> tuple[WSGIApp, Pool | None]:
+    """The app for the connect mode, and the postfork pool metrics watch (the plain service's)."""
+    if settings.connect.startswith("orm-sqlalchemy"):
+        from .orm.sqlalchemy_app import SummaryApp
+
+        orm = SummaryApp(
+            settings.database_url,
+            on_postfork=settings.connect.endswith("postfork"),
+            pool_size=settings.pool_size,
+        )
+        return orm, None
+    if settings.connect.startswith("orm-django"):
+        environment.export("DJANGO_SETTINGS_MODULE", "postfork.service.orm.django_project.settings")
+        from django.core.wsgi import get_wsgi_application
+
+        return get_wsgi_application(), None
+    service = _service(settings)
+    return service, service.pool if isinstance(service.pool, Pool) else None
 
 
 def _service(settings: ServiceSettings) -> Service:

@@ -118,6 +118,7 @@ class DjangoLifecycle:
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="django.db")
             connection.ensure_connection()  # on purpose, so no request has to do it
         connection.close()
+        _load_lazily_loaded(connection)
 
     def before_workers_fork(self) -> None:
         """In the master: every Django connection of ours goes back to its pool (and the pool,
@@ -150,6 +151,21 @@ class DjangoLifecycle:
 
 
 lifecycle = DjangoLifecycle()
+
+
+def _load_lazily_loaded(connection: Any) -> None:
+    """What Django loads on its first request, loaded here instead (in the master, workers
+    inherit it): the URLconf, its views and the resolver's tables (~3 ms measured), the
+    backend's SQL compiler module."""
+    from django.urls import get_resolver
+
+    try:
+        resolver = get_resolver()
+        resolver.url_patterns  # noqa: B018  (imports the URLconf and its views)
+        resolver._populate()
+        connection.ops.compiler("SQLCompiler")
+    except Exception as exc:  # an app without URLs, a URLconf error: its first request says
+        log.debug("Django's lazy loading not done ahead: %r", exc)
 
 
 def _after_response(**kwargs: Any) -> None:
