@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-django lint typecheck layers bench bench-gunicorn bench-pool clean
+.PHONY: demo test test-django lint typecheck layers bench bench-gunicorn bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -54,6 +54,10 @@ bench: $(STAMP)
 
 bench-gunicorn: $(STAMP)
 	$(BIN)/postfork bench --server gunicorn --json benchmarks/results/bench-gunicorn.json --plot benchmarks/results/bench-gunicorn.png
+
+# The ORM scenarios (SQLAlchemy and Django, stock and on postfork), about 9 minutes.
+bench-orm: $(STAMP)
+	$(BIN)/postfork bench --orm --scenarios no-recycle --no-storms --json benchmarks/results/bench-orm.json --plot benchmarks/results/bench-orm.png
 
 bench-pool: $(STAMP)
 	$(BIN)/python benchmarks/pool_overhead.py --iterations 20000 --json benchmarks/results/pool_overhead.json

@@ -9,6 +9,7 @@ MySQL backend sends it.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import threading
 import warnings
@@ -148,9 +149,53 @@ class DjangoLifecycle:
             except Exception as exc:  # the pool already logged why; requests will say 503
                 log.debug("Django warm-up of %r failed: %r", alias, exc)
                 connections[alias].close()
+        _warm_up_request()
 
 
 lifecycle = DjangoLifecycle()
+
+
+def _warm_up_request() -> None:
+    """``settings.POSTFORK_WARMUP_PATH``: one GET through Django in this new worker, before
+    its first real request, so that one is as fast as any other (what only a request loads or
+    touches: the view's code and data, pages copied after fork). Never raises."""
+    from django.conf import settings
+
+    path = getattr(settings, "POSTFORK_WARMUP_PATH", None)
+    if not path:
+        return
+    try:
+        status = _get(path)
+    except Exception as exc:
+        log.warning("Django warm-up request GET %s failed (serving anyway): %r", path, exc)
+        return
+    log.debug("Django warm-up request GET %s: %s", path, status)
+
+
+def _get(path: str) -> str:
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    hosts = [host.lstrip(".") for host in settings.ALLOWED_HOSTS if host not in ("*", "")]
+    host = hosts[0] if hosts else "localhost"
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": host,
+        "SERVER_PORT": "80",
+        "HTTP_HOST": host,
+        "wsgi.input": io.BytesIO(),
+        "wsgi.url_scheme": "http",
+        "postfork.warmup": True,
+    }
+    answer: list[str] = []
+    body = WSGIHandler()(environ, lambda status, headers, *exc: answer.append(status))
+    try:
+        b"".join(body)
+    finally:
+        body.close()
+    return answer[0] if answer else "no answer"
 
 
 def _load_lazily_loaded(connection: Any) -> None:

@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     *(["postfork.django"] if _ON_POSTFORK else []),
 ]
 MIDDLEWARE: list[str] = []
+POSTFORK_WARMUP_PATH = "/v1/accounts/1/summary"  # one request in each worker before its first
 USE_TZ = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
