@@ -1,8 +1,9 @@
 """Pool overhead, side by side in one run: checkout, SELECT 1, return.
 
 Variants (all mysqlclient, same connect arguments): one raw connection reused (the floor),
-postfork.Pool, SQLAlchemy QueuePool with and without pool_pre_ping, DBUtils PooledDB with its
-defaults. Networks: the database's own socket, and a delay proxy adding ~1 ms each way.
+postfork.Pool, SQLAlchemy QueuePool with and without pool_pre_ping, SQLAlchemy on postfork's
+pool (PostforkPool), DBUtils PooledDB with its defaults. Networks: the database's own socket,
+and a delay proxy adding ~1 ms each way.
 
 Round trips per iteration are counted by the proxy (client chunks / iterations): SELECT 1 is
 one, anything above is what the pool added.
@@ -89,6 +90,25 @@ def sqlalchemy_pool(pre_ping: bool) -> Variant:
 
 
 @contextmanager
+def sqlalchemy_on_postfork(url: DatabaseURL) -> Iterator[Iteration]:
+    """The same engine checkout as QueuePool's, on postfork's pool."""
+    from sqlalchemy import create_engine
+
+    from postfork.sqlalchemy import PostforkPool, engine_url
+
+    engine = create_engine(engine_url(url), poolclass=PostforkPool, pool_size=1, min_idle=1)
+    engine.pool.postfork_pool.warm()
+
+    def iteration() -> None:
+        conn = engine.raw_connection()
+        select_one(conn)
+        conn.close()  # back to the pool (its reset: the rollback, sent without waiting)
+
+    yield iteration
+    engine.dispose()
+
+
+@contextmanager
 def dbutils_pool(url: DatabaseURL) -> Iterator[Iteration]:
     from dbutils.pooled_db import PooledDB
 
@@ -108,6 +128,7 @@ VARIANTS: dict[str, Variant] = {
     "postfork.Pool": postfork_pool,
     "SQLAlchemy QueuePool": sqlalchemy_pool(pre_ping=False),
     "SQLAlchemy QueuePool + pre_ping": sqlalchemy_pool(pre_ping=True),
+    "SQLAlchemy on postfork": sqlalchemy_on_postfork,
     "DBUtils PooledDB (defaults)": dbutils_pool,
 }
 

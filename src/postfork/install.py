@@ -321,4 +321,3 @@ def after_fork(func: F) -> F:
     _function_listeners.append(listener)
     fork.add_listener(listener)
     return func
-

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,8 @@ from postfork.deploy import GUNICORN_CONF
 from postfork.tools.embedded import EmbeddedMariaDB
 from postfork.tools.serve.command import ServeOptions, _executable
 from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+
+from .conftest import seed_server
 
 ROOT = str(Path(__file__).resolve().parents[2])
 APPS = {
@@ -49,6 +52,19 @@ def migrate(db: EmbeddedMariaDB) -> None:
             **app_env(db),
             "DJANGO_SETTINGS_MODULE": "tests.e2e.apps.djangoapp.settings",
         },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def create_flask_table(db: EmbeddedMariaDB) -> None:
+    """The Flask app's table, made by a process of its own (the app makes it at import)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import tests.e2e.apps.flaskapp"],
+        env={**os.environ, **app_env(db), "FLASK_POOL": "stock"},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -216,3 +232,34 @@ def test_a_connection_opened_at_import_in_the_arbiter_is_closed_before_fork(
         assert "closing Django's 'default' connection in the master before fork" in log
     else:
         assert wrong > 0, "the control should fail: every worker shares the arbiter's socket"
+
+
+@pytest.mark.private_server
+@pytest.mark.parametrize(
+    ("app", "probe", "stock"),
+    [
+        ("flask", "SELECT @@sql_mode", {"FLASK_POOL": "stock"}),  # SQLAlchemy's dialect set-up
+        ("django", "@@default_storage_engine", {"DJANGO_ENGINE": "django.db.backends.mysql"}),
+    ],
+)
+@pytest.mark.parametrize("on_postfork", [True, False], ids=["postfork", "stock"])
+def test_the_orms_server_probe_runs_once_in_the_master_not_in_every_worker(
+    private_server: Any, app: str, probe: str, stock: dict[str, str], on_postfork: bool
+) -> None:
+    """What the ORM asks the server once per process (version, sql_mode...): on postfork the
+    master asks, and every worker inherits the answers; stock, every new worker asks again."""
+    db = private_server(["--general-log=1", "--general-log-file=general.log"])
+    seed_server(db)
+    migrate(db)
+    create_flask_table(db)
+    general = db.datadir / "general.log"
+    before = general.read_text(errors="replace").count(probe)
+    extra = {} if on_postfork else stock
+    answers, log, _ = run_app(db, app, "uwsgi", False, FLASK_CREATE_ALL="false", **extra)
+    asked = general.read_text(errors="replace").count(probe) - before
+    assert {answer.status for answer in answers} == {200}, log[-2000:]
+    workers = len({answer.body["pid"] for answer in answers})
+    if on_postfork:
+        assert asked == 1  # the master's, once
+    else:
+        assert asked >= workers  # the control: once per worker

@@ -184,9 +184,7 @@ class RespawnGaps:
     to_ready: list[float] = field(default_factory=list)
 
 
-def respawn_gaps(
-    result: LoadResult, processes: int, reports: Iterable[WarmReport]
-) -> RespawnGaps:
+def respawn_gaps(result: LoadResult, processes: int, reports: Iterable[WarmReport]) -> RespawnGaps:
     """Retired workers and new workers paired in time order (the n-th worker to go with the
     first start after it); needs a connect mode that reports its warm-up (warm, postfork)."""
     samples = result.samples

@@ -18,6 +18,7 @@ import abc
 import functools
 import logging
 import math
+import operator
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -116,9 +117,10 @@ class Driver(abc.ABC):
         later (see :meth:`finish_reset`): returning a connection costs no round trip."""
         conn.rollback()
 
-    def reset_pending(self, conn: Any) -> bool:
-        """Whether a ROLLBACK was sent on ``conn`` and its reply is not read yet."""
-        return bool(getattr(conn, "_postfork_reset_pending", False))
+    # reset_pending(conn): whether a ROLLBACK was sent on ``conn`` and its reply is not read
+    # yet. Asked twice per checkout: a C attribute getter, no Python frame (every adapter's
+    # connection class has the flag, see rollback()).
+    reset_pending: Callable[[Any], bool] = operator.attrgetter("_postfork_reset_pending")
 
     def finish_reset(self, conn: Any) -> None:
         """Read the reply of the pending ROLLBACK (normally arrived long ago); raises the

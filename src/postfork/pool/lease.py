@@ -11,6 +11,22 @@ if TYPE_CHECKING:
     from .slot import Slot
 
 
+class _NotDBAPI:
+    """A DB-API connection's method looked up on a Lease: someone took the Lease for the
+    connection. A descriptor per name, not ``__getattr__``: that hook would make every attribute
+    read on a Lease a slow lookup (CPython stops specialising them), once per checkout."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        raise AttributeError(
+            f"'Lease' object has no attribute {self.name!r}: a Lease is not a DB-API connection;"
+            " use 'with pool.connection() as conn:' (for SQLAlchemy: "
+            "poolclass=postfork.sqlalchemy.PostforkPool, not creator=pool.connection)"
+        )
+
+
 class Lease:
     """One checkout of one connection; use it as a context manager.
 
@@ -40,13 +56,15 @@ class Lease:
         self.held_seconds = 0.0
         self.connection_id = 0
 
-    def __getattr__(self, name: str) -> Any:
-        # Only for names a Lease lacks: someone took it for a DB-API connection.
-        raise AttributeError(
-            f"'Lease' object has no attribute {name!r}: a Lease is not a DB-API connection; "
-            "use 'with pool.connection() as conn:' (for SQLAlchemy: "
-            "poolclass=postfork.sqlalchemy.PostforkPool, not creator=pool.connection)"
-        )
+    # what DB-API code (SQLAlchemy's creator=, a handler) calls first on a connection
+    cursor = _NotDBAPI()
+    commit = _NotDBAPI()
+    rollback = _NotDBAPI()
+    close = _NotDBAPI()
+    autocommit = _NotDBAPI()
+    ping = _NotDBAPI()
+    character_set_name = _NotDBAPI()
+    get_server_info = _NotDBAPI()
 
     @property
     def paid_connect(self) -> bool:

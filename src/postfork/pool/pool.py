@@ -290,26 +290,23 @@ class Pool:
         self._ensure_process()
         deadline = time.monotonic() + self.checkout_timeout
         while True:
-            slot, waited = self._reserve_or_raise(deadline)
+            doomed: list[Slot] = []
+            try:
+                slot, waited = self._reserve(deadline, doomed)
+            except PoolTimeout as exc:
+                if self.events.timeout:
+                    fire(self.events.timeout, self, exc.waited)
+                raise
+            finally:
+                if doomed:
+                    self._close_all(doomed)
+                if self._leak_reports:
+                    self._log_leaks()
             if slot.state is _CONNECTING:
                 return slot, waited, self._open(slot, deadline=deadline, for_lease=True)
             if self._driver.reset_pending(slot.conn) and not self._settle(slot):
                 continue  # its rollback's reply said it is dead: it was discarded, next one
             return slot, waited, 0.0
-
-    def _reserve_or_raise(self, deadline: float) -> tuple[Slot, float]:
-        doomed: list[Slot] = []
-        try:
-            return self._reserve(deadline, doomed)
-        except PoolTimeout as exc:
-            if self.events.timeout:
-                fire(self.events.timeout, self, exc.waited)
-            raise
-        finally:
-            if doomed:
-                self._close_all(doomed)
-            if self._leak_reports:
-                self._log_leaks()
 
     def _settle(self, slot: Slot) -> bool:
         """Outside the lock: read the reply of the ROLLBACK sent when this connection was
@@ -451,9 +448,7 @@ class Pool:
 
     # -- liveness, lifetime, discards -------------------------------------------------------
 
-    def _idle_unusable_reason(
-        self, slot: Slot, now: float, *, ahead: bool
-    ) -> DiscardReason | None:
+    def _idle_unusable_reason(self, slot: Slot, now: float, *, ahead: bool) -> DiscardReason | None:
         margin = lifetime.refresh_margin(slot.created, slot.expires) if ahead else 0.0
         if now >= slot.expires - margin:
             return DiscardReason.LIFETIME

@@ -77,9 +77,7 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
         )
         self.connects = Counter("postfork_pool_connects", "Connections opened")
-        self.connect_seconds = Counter(
-            "postfork_pool_connect_seconds", "Seconds spent connecting"
-        )
+        self.connect_seconds = Counter("postfork_pool_connect_seconds", "Seconds spent connecting")
         self.connect_errors = Counter("postfork_pool_connect_errors", "Connects that failed")
         self.checkouts = Counter("postfork_pool_checkouts", "Connections handed out")
         self.waits = Counter("postfork_pool_waits", "Checkouts that waited for a busy pool")

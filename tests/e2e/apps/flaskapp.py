@@ -35,7 +35,8 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
 
 
 with app.app_context():
-    db.create_all()
+    if os.environ.get("FLASK_CREATE_ALL", "true") == "true":
+        db.create_all()
     if ON_POSTFORK:
         postfork.install(db.engine)
 

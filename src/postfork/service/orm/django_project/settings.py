@@ -24,7 +24,10 @@ USE_TZ = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
     "default": {
-        "ENGINE": "postfork.django" if _ON_POSTFORK else "django.db.backends.mysql",
+        # the stock backend with its connects reported to the timing middleware (timed_mysql)
+        "ENGINE": (
+            "postfork.django" if _ON_POSTFORK else "postfork.service.orm.django_project.timed_mysql"
+        ),
         "NAME": _url.database,
         "USER": _url.user,
         "PASSWORD": _url.password,
