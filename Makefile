@@ -59,7 +59,9 @@ bench-gunicorn: $(STAMP)
 bench-orm: $(STAMP)
 	$(BIN)/postfork bench --orm --scenarios no-recycle --no-storms --json benchmarks/results/bench-orm.json --plot benchmarks/results/bench-orm.png
 
+# Instructions per checkout under callgrind (valgrind), then wall clock local and through the proxy.
 bench-pool: $(STAMP)
+	./scripts/system-deps.sh valgrind
 	$(BIN)/python benchmarks/pool_overhead.py --iterations 20000 --json benchmarks/results/pool_overhead.json
 
 clean:

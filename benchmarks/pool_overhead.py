@@ -5,8 +5,15 @@ postfork.Pool, SQLAlchemy QueuePool with and without pool_pre_ping, SQLAlchemy o
 pool (PostforkPool), DBUtils PooledDB with its defaults. Networks: the database's own socket,
 and a delay proxy adding ~1 ms each way.
 
-Round trips per iteration are counted by the proxy (client chunks / iterations): SELECT 1 is
-one, anything above is what the pool added.
+Three measures, because wall clock on the local socket is at the mercy of the scheduler on this
+shared 2-core VM (the same SELECT 1 takes 13 or 70 us depending on where the server's thread
+wakes up):
+
+- instructions per iteration in this process, counted by callgrind (exact and repeatable: the
+  pool's in-process cost, with the raw connection's as the floor; needs valgrind);
+- wall clock on the local socket, all variants open at once, interleaved rounds, median;
+- wall clock and round trips through the delay proxy; round trips are counted by the proxy
+  (client chunks / iterations): SELECT 1 is one, anything above is what the pool added.
 
     .venv/bin/python benchmarks/pool_overhead.py [--iterations 20000] [--json PATH]
 """
@@ -15,23 +22,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
-from postfork import DatabaseURL, Pool
+from postfork import DatabaseURL, Pool, parse_url
 from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 from postfork.drivers import load_driver
 from postfork.tools.database import selected_database
 
 Iteration = Callable[[], None]
-Variant = Callable[[DatabaseURL], Iterator[Iteration]]
+Variant = Callable[[DatabaseURL], AbstractContextManager[Iteration]]
 WARMUP = 500
-REPEATS = 3
+CHILD_URL = "POSTFORK_POOL_OVERHEAD_URL"
+CALLGRIND_SHORT, CALLGRIND_LONG = 500, 2500
+ROUNDS = 10
 
 
 def select_one(conn: Any) -> None:
@@ -97,7 +109,7 @@ def sqlalchemy_on_postfork(url: DatabaseURL) -> Iterator[Iteration]:
     from postfork.sqlalchemy import PostforkPool, engine_url
 
     engine = create_engine(engine_url(url), poolclass=PostforkPool, pool_size=1, min_idle=1)
-    engine.pool.postfork_pool.warm()
+    engine.pool.postfork_pool.warm()  # type: ignore[attr-defined]
 
     def iteration() -> None:
         conn = engine.raw_connection()
@@ -110,7 +122,7 @@ def sqlalchemy_on_postfork(url: DatabaseURL) -> Iterator[Iteration]:
 
 @contextmanager
 def dbutils_pool(url: DatabaseURL) -> Iterator[Iteration]:
-    from dbutils.pooled_db import PooledDB
+    from dbutils.pooled_db import PooledDB  # type: ignore[import-untyped]
 
     pool = PooledDB(creator(url), mincached=1, maxconnections=1)
 
@@ -133,42 +145,92 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def time_variant(variant: Variant, url: DatabaseURL, iterations: int) -> float:
-    """Best of REPEATS mean seconds per iteration (the least disturbed by this noisy machine)."""
-    with variant(url) as iteration:
-        for _ in range(WARMUP):
-            iteration()
-        means = []
-        for _ in range(REPEATS):
-            started = time.perf_counter()
-            for _ in range(iterations // REPEATS):
-                iteration()
-            means.append((time.perf_counter() - started) / (iterations // REPEATS))
-    return min(means)
-
-
 def measure(
     url: DatabaseURL, iterations: int, delay_ms: float | None
 ) -> dict[str, dict[str, float]]:
-    results: dict[str, dict[str, float]] = {}
-    for name, variant in VARIANTS.items():
-        if delay_ms is None:
-            seconds = time_variant(variant, url, iterations)
-            results[name] = {"us_per_iteration": seconds * 1e6}
-            continue
-        with ProxyProcess(proxy_target(url), delay_ms) as proxy:
-            seconds = time_variant(variant, proxied(url, proxy.port), iterations)
-            counters = proxy.stop()
-        measured = WARMUP + (iterations // REPEATS) * REPEATS
-        results[name] = {
-            "us_per_iteration": seconds * 1e6,
-            "round_trips_per_iteration": counters["client_chunks"] / measured,
+    """Every variant open at once (each behind its own proxy when ``delay_ms`` is given), then
+    ROUNDS interleaved rounds of iterations // ROUNDS each: whatever else this shared machine
+    does in a moment slows every variant alike. Per variant: the median round's mean."""
+    per_round = iterations // ROUNDS
+    with ExitStack() as stack:
+        proxies: dict[str, ProxyProcess] = {}
+        iterations_of: dict[str, Iteration] = {}
+        for name, variant in VARIANTS.items():
+            target = url
+            if delay_ms is not None:
+                proxies[name] = stack.enter_context(ProxyProcess(proxy_target(url), delay_ms))
+                target = proxied(url, proxies[name].port)
+            iterations_of[name] = stack.enter_context(variant(target))
+        for iteration in iterations_of.values():
+            for _ in range(WARMUP):
+                iteration()
+        means: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for round_number in range(ROUNDS):
+            for name, iteration in iterations_of.items():
+                started = time.perf_counter()
+                for _ in range(per_round):
+                    iteration()
+                means[name].append((time.perf_counter() - started) / per_round)
+            print(f"  round {round_number + 1}/{ROUNDS}", file=sys.stderr, flush=True)
+        results = {
+            name: {"us_per_iteration": statistics.median(means[name]) * 1e6} for name in means
         }
-        print(f"  {name}: done", file=sys.stderr, flush=True)
+        for name, proxy in proxies.items():
+            counters = proxy.stop()
+            results[name]["round_trips_per_iteration"] = counters["client_chunks"] / (
+                WARMUP + per_round * ROUNDS
+            )
     floor = results["raw connection (floor)"]["us_per_iteration"]
     for row in results.values():
         row["overhead_us"] = row["us_per_iteration"] - floor
     return results
+
+
+def run_variant(name: str, count: int, url: DatabaseURL) -> None:
+    """The loop callgrind counts (in a child process): open, warm up, ``count`` iterations."""
+    with VARIANTS[name](url) as iteration:
+        for _ in range(WARMUP + count):
+            iteration()
+
+
+def instructions_per_iteration(url: DatabaseURL) -> dict[str, dict[str, float]]:
+    """Per variant: (instructions for LONG iterations - for SHORT) / (LONG - SHORT), so the
+    start-up cancels out; the floor's figure is what SELECT 1 itself costs the client."""
+    results: dict[str, dict[str, float]] = {}
+    for name in VARIANTS:
+        counted = {}
+        for count in (CALLGRIND_SHORT, CALLGRIND_LONG):
+            command = [
+                "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                __file__, "--run", name, str(count),
+            ]  # fmt: skip
+            env = {**os.environ, CHILD_URL: url.render_secret()}  # not on a command line
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            if done.returncode != 0 or found is None:
+                raise SystemExit(f"callgrind run failed for {name}:\n{done.stderr[-2000:]}")
+            counted[count] = int(found.group(1))
+        per = (counted[CALLGRIND_LONG] - counted[CALLGRIND_SHORT]) / (
+            CALLGRIND_LONG - CALLGRIND_SHORT
+        )
+        results[name] = {"instructions": per}
+        print(f"  {name}: {per:,.0f} instructions", file=sys.stderr, flush=True)
+    floor = results["raw connection (floor)"]["instructions"]
+    for row in results.values():
+        row["overhead_instructions"] = row["instructions"] - floor
+    return results
+
+
+def print_instructions(results: dict[str, dict[str, float]]) -> None:
+    ours = results["postfork.Pool"]["overhead_instructions"]
+    print("\nin-process instructions per iteration (callgrind)")
+    print(f"  {'variant':<34} {'instructions':>12} {'overhead':>10} {'vs postfork':>12}")
+    for name, row in results.items():
+        ratio = row["overhead_instructions"] / ours if ours > 0 else float("nan")
+        print(
+            f"  {name:<34} {row['instructions']:>12,.0f} {row['overhead_instructions']:>10,.0f} "
+            f"{ratio:>11.1f}x"
+        )
 
 
 def proxy_rtt_ms(url: DatabaseURL, delay_ms: float) -> dict[str, float]:
@@ -212,7 +274,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20000)
     parser.add_argument("--delay-ms", type=float, default=1.0)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    parser.add_argument("--run", nargs=2, metavar=("VARIANT", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run:
+        run_variant(args.run[0], int(args.run[1]), parse_url(os.environ[CHILD_URL]))
+        return
     with selected_database(args.database_url) as (url, origin):
         print(f"database: {url.redacted()} [{origin}]; {args.iterations} iterations per variant")
         report: dict[str, Any] = {
@@ -221,17 +288,25 @@ def main() -> None:
             "proxy_validation": proxy_rtt_ms(url, args.delay_ms),
         }
         print("proxy validation (median SELECT 1 round trip, ms):", report["proxy_validation"])
+        if not args.no_callgrind:
+            report["instructions"] = instructions_per_iteration(url)
+            print_instructions(report["instructions"])
         report["local"] = measure(url, args.iterations, None)
         print_table("local socket", report["local"])
         report["proxy"] = measure(url, args.iterations, args.delay_ms)
         print_table(f"through the delay proxy ({args.delay_ms:g} ms each way)", report["proxy"])
-    for network in ("local", "proxy"):
-        rows = report[network]
+    for network, key in (("instructions", "overhead_instructions"), ("local", "overhead_us")):
+        rows = report.get(network)
+        if rows:
+            ratio = rows["SQLAlchemy QueuePool + pre_ping"][key] / rows["postfork.Pool"][key]
+            print(f"{network}: QueuePool+pre_ping overhead / postfork's = {ratio:.1f}x (target 5x)")
+    rows = report.get("instructions")
+    if rows:
         ratio = (
-            rows["SQLAlchemy QueuePool + pre_ping"]["overhead_us"]
-            / rows["postfork.Pool"]["overhead_us"]
+            rows["SQLAlchemy on postfork"]["overhead_instructions"]
+            / rows["SQLAlchemy QueuePool"]["overhead_instructions"]
         )
-        print(f"\n{network}: QueuePool+pre_ping overhead / postfork's = {ratio:.1f}x (target 5x)")
+        print(f"instructions: SQLAlchemy on postfork / QueuePool = {ratio:.2f}x (target <= 1)")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(report, out, indent=2)
