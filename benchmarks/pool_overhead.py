@@ -54,8 +54,13 @@ def select_one(conn: Any) -> None:
 
 
 def creator(url: DatabaseURL) -> Callable[[], Any]:
-    driver = load_driver("mysqlclient")
-    return lambda: driver.connect(url, connect_timeout=5, autocommit=False)
+    """Stock ``MySQLdb.connect`` with the connect arguments postfork's adapter would use: the
+    floor and the other pools get mysqlclient as it ships (postfork's adapter subclasses its
+    Connection; that cost is postfork's to carry, so it shows in postfork's rows)."""
+    import MySQLdb
+
+    kwargs = load_driver("mysqlclient").connect_kwargs(url, 5, False)
+    return lambda: MySQLdb.connect(**kwargs)
 
 
 @contextmanager

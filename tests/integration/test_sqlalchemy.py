@@ -246,6 +246,17 @@ def test_wrong_uses_of_postfork_with_sqlalchemy_name_the_right_one(
         )
 
 
+def test_a_do_connect_listener_is_refused_at_connect_naming_connect_args(
+    database_url: DatabaseURL,
+) -> None:
+    engine = sqlalchemy.create_engine(engine_url(database_url), poolclass=PostforkPool)
+    sqlalchemy.event.listen(engine, "do_connect", lambda *args: None)
+    with pytest.raises(postfork.ConfigError, match="give connect_args= to create_engine"):
+        engine.connect()
+    assert engine.pool.postfork_pool.stats()["idle"] == 0  # the connection was closed
+    engine.dispose()
+
+
 # -- Flask-SQLAlchemy ---------------------------------------------------------------------------
 
 
@@ -263,9 +274,10 @@ def test_flask_sqlalchemy_adopts_it_with_its_engine_options(
     @app.get("/notes/<int:note_id>")
     def read(note_id: int) -> dict[str, Any]:
         note = db.session.get(Note, note_id)
-        return {"body": note.body if note else None, "connection": db.session.execute(
-            text("SELECT CONNECTION_ID()")
-        ).scalar()}
+        return {
+            "body": note.body if note else None,
+            "connection": db.session.execute(text("SELECT CONNECTION_ID()")).scalar(),
+        }
 
     with app.app_context():
         installation = postfork.install(db.engine)

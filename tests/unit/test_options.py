@@ -56,7 +56,10 @@ def test_options_from_a_mapping_name_an_unknown_key_and_list_the_known_ones() ->
 def test_connect_args_reach_the_driver_on_every_connect() -> None:
     driver = FakeDriver()
     pool = Pool(
-        "mysql://u@h/db", driver=driver, min_idle=2, connect_args={"client_flag": 2}  # type: ignore[arg-type]
+        "mysql://u@h/db",
+        driver=driver,
+        min_idle=2,
+        connect_args={"client_flag": 2},  # type: ignore[arg-type]
     )
     pool.warm()
     assert driver.connect_args_seen == [{"client_flag": 2}] * 2

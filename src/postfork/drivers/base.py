@@ -105,9 +105,9 @@ class Driver(abc.ABC):
         """A callable answering ``in_transaction(conn)``, built once per connection."""
         return functools.partial(self.in_transaction, conn)
 
-    def is_open(self, conn: Any) -> bool:
-        """False once the caller closed the connection (both drivers keep an ``open`` flag)."""
-        return bool(conn.open)
+    # is_open(conn): false once the caller closed the connection (both drivers keep an ``open``
+    # flag; truthy, not always a bool). Asked at every return: a C attribute getter.
+    is_open: Callable[[Any], Any] = operator.attrgetter("open")
 
     def connection_id(self, conn: Any) -> int:
         return int(conn.thread_id())
@@ -122,10 +122,9 @@ class Driver(abc.ABC):
     # connection class has the flag, see rollback()).
     reset_pending: Callable[[Any], bool] = operator.attrgetter("_postfork_reset_pending")
 
-    def finish_reset(self, conn: Any) -> None:
-        """Read the reply of the pending ROLLBACK (normally arrived long ago); raises the
-        driver's error if the server failed it or went away."""
-        conn._postfork_finish_reset()
+    # finish_reset(conn): read the reply of the pending ROLLBACK (normally arrived long ago);
+    # raises the driver's error if the server failed it or went away. A C method caller too.
+    finish_reset: Callable[[Any], None] = operator.methodcaller("_postfork_finish_reset")
 
     def close(self, conn: Any) -> None:
         """Close cleanly (sends COM_QUIT): only for connections this process opened."""

@@ -117,8 +117,22 @@ def _connection_class(base: Any, native: Any) -> Any:
         native.connection.read_query_result,
     )
 
+    base_query, base_commit = base.query, base.commit
+
     class Connection(base):  # type: ignore[misc]
         _postfork_reset_pending = False
+
+        # The hot senders get their own signature: a generic (*args, **kwargs) wrapper costs
+        # about 0.17 us a call, this about 0.01 us (every cursor.execute calls query()).
+        def query(self, query: Any) -> Any:
+            if self._postfork_reset_pending:
+                self._postfork_finish_reset()
+            return base_query(self, query)
+
+        def commit(self) -> Any:
+            if self._postfork_reset_pending:
+                self._postfork_finish_reset()
+            return base_commit(self)
 
         def rollback(self) -> None:
             if self._postfork_reset_pending:
@@ -131,7 +145,8 @@ def _connection_class(base: Any, native: Any) -> Any:
             read_query_result(self)
 
     for name in _SENDERS:
-        setattr(Connection, name, _reading_pending_reset_first(getattr(base, name)))
+        if name not in Connection.__dict__:
+            setattr(Connection, name, _reading_pending_reset_first(getattr(base, name)))
     Connection.__module__, Connection.__qualname__ = base.__module__, base.__qualname__
     return Connection
 

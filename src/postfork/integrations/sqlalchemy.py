@@ -121,12 +121,6 @@ class PostforkPool(sa_pool.Pool):
     # -- SQLAlchemy's pool interface -------------------------------------------------------
 
     def _do_get(self) -> Any:
-        dispatch = getattr(self._dialect, "dispatch", None)
-        if dispatch is not None and dispatch.do_connect:
-            raise ConfigError(
-                "PostforkPool opens connections itself and does not run DialectEvents."
-                "do_connect listeners; give connect_args= to create_engine instead"
-            )
         lease = self.postfork_pool.connection()
         try:
             lease.__enter__()
@@ -200,6 +194,12 @@ class PostforkPool(sa_pool.Pool):
         return conn
 
     def _record_new_session(self, pool: Pool, slot: Slot) -> None:
+        dispatch = getattr(self._dialect, "dispatch", None)
+        if dispatch is not None and dispatch.do_connect:  # checked per connect, not checkout
+            raise ConfigError(
+                "PostforkPool opens connections itself and does not run DialectEvents."
+                "do_connect listeners; give connect_args= to create_engine instead"
+            )
         self._make_record(slot.info, slot.connection)
 
     def _make_record(self, info: dict[str, Any], conn: Any) -> Any:

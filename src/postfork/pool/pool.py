@@ -37,6 +37,8 @@ log = logging.getLogger("postfork.pool")
 
 _CLOSED = DiscardReason.CLOSED
 _SERVING, _CONNECTING = PoolMode.SERVING, SlotState.CONNECTING  # bound once: hot-path tests
+_CLOSED_MODE = PoolMode.CLOSED
+_getpid = os.getpid
 
 
 class Pool:
@@ -287,7 +289,8 @@ class Pool:
 
     def _checkout(self) -> tuple[Slot, float, float]:
         """Reserve a live idle slot or capacity for a new one; connect outside the lock."""
-        self._ensure_process()
+        if self._pid != _getpid():
+            self._ensure_process()
         deadline = time.monotonic() + self.checkout_timeout
         while True:
             doomed: list[Slot] = []
@@ -318,7 +321,7 @@ class Pool:
         except Exception as exc:
             log.info("discarding connection %d: its rollback failed: %r", slot.connection_id, exc)
             reason = DiscardReason.STALE
-        if reason is None and slot.server_spoke():
+        if reason is None and slot.poller.poll(0):  # slot.server_spoke(), inline
             reason = DiscardReason.STALE
         if reason is None:
             return True
@@ -332,7 +335,8 @@ class Pool:
         waiting_since: float | None = None
         with self._lock:
             while True:
-                self._raise_if_closed()
+                if self._mode is _CLOSED_MODE:
+                    self._raise_if_closed()
                 slot = self._pop_live_idle(doomed) or self._reserve_new_slot_if_room()
                 if slot is not None:
                     break
@@ -345,10 +349,16 @@ class Pool:
 
     def _pop_live_idle(self, doomed: list[Slot]) -> Slot | None:
         now = self._clock()
-        while self._idle:
-            slot = self._idle.pop()
+        idle, reset_pending = self._idle, self._driver.reset_pending
+        while idle:
+            slot = idle.pop()
+            # _idle_unusable_reason() inline for the usual answer (every checkout asks)
+            if now < slot.expires and (reset_pending(slot.conn) or not slot.poller.poll(0)):
+                slot.move(SlotEvent.CHECKOUT)
+                self._busy.add(slot)
+                return slot
             reason = self._idle_unusable_reason(slot, now, ahead=False)
-            if reason is None:
+            if reason is None:  # cannot happen (same tests): kept correct all the same
                 slot.move(SlotEvent.CHECKOUT)
                 self._busy.add(slot)
                 return slot
@@ -396,7 +406,8 @@ class Pool:
         )
 
     def _checkin(self, slot: Slot, exc: BaseException | None, invalid: bool) -> None:
-        self._ensure_process()
+        if self._pid != _getpid():
+            self._ensure_process()
         if slot.generation != self._generation:
             # Leased when this process was forked: the fd already points at /dev/null.
             self._driver.discard_abandoned(slot.conn)
@@ -411,7 +422,8 @@ class Pool:
                 self._busy.discard(slot)
                 slot.move(SlotEvent.CHECKIN)
                 self._idle.append(slot)
-                self._wake_one()
+                if self._waiters:  # _wake_one(), inline
+                    self._cond.notify()
                 return
             self._mark_discarded(slot, reason)
         self._close_all([slot])
@@ -452,7 +464,7 @@ class Pool:
         margin = lifetime.refresh_margin(slot.created, slot.expires) if ahead else 0.0
         if now >= slot.expires - margin:
             return DiscardReason.LIFETIME
-        if slot.server_spoke() and not self._driver.reset_pending(slot.conn):
+        if not self._driver.reset_pending(slot.conn) and slot.server_spoke():
             return DiscardReason.STALE  # the server closed it or sent an error (KILL, shutdown)
         return None  # (a ROLLBACK reply makes the socket readable: _settle reads, then polls)
 

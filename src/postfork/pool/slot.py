@@ -34,7 +34,6 @@ class Slot:
     """One server session owned by one process; knows its fd, its deadline and its generation."""
 
     __slots__ = (
-        "_info",
         "conn",
         "connect_seconds",
         "connection_id",
@@ -44,6 +43,7 @@ class Slot:
         "fd",
         "generation",
         "in_transaction",
+        "info",
         "leak_reported",
         "leased_at",
         "owner_pid",
@@ -60,7 +60,7 @@ class Slot:
         self.fd = -1
         self.connection_id = 0
         self.connect_seconds = 0.0
-        self._info: dict[str, Any] | None = None
+        self.info: dict[str, Any] = {}  # per-session data, as long as this server session lives
         self.created = 0.0
         self.expires = float("inf")
         self.leased_at = 0.0
@@ -74,13 +74,6 @@ class Slot:
     def connection(self) -> Any:
         """The DB-API connection (None once closed or abandoned)."""
         return self.conn
-
-    @property
-    def info(self) -> dict[str, Any]:
-        """Per-session data, kept as long as this server session lives."""
-        if self._info is None:
-            self._info = {}
-        return self._info
 
     def move(self, event: SlotEvent, _table: Any = SLOT_TRANSITIONS) -> None:
         # The table is bound as a default: __del__ moves slots during interpreter teardown,

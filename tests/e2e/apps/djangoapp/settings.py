@@ -8,6 +8,7 @@ url = parse_url(os.environ["DATABASE_URL"])
 def _max_age(text: str) -> int | None:
     return None if text == "persistent" else int(text)
 
+
 ENGINE = os.environ.get("DJANGO_ENGINE", "postfork.django")
 ON_POSTFORK = ENGINE == "postfork.django"
 
