@@ -14,6 +14,7 @@ import logging
 from .errors import (
     ConfigError,
     DatabaseUnavailable,
+    DeadlineExceeded,
     Error,
     MissingExtra,
     PoolClosed,
@@ -21,7 +22,7 @@ from .errors import (
     PoolTimeout,
 )
 from .install import Installation, WarmReport, after_fork, install
-from .pool import DiscardReason, Lease, Pool, PoolOptions, PoolStats
+from .pool import Deadline, DiscardReason, Lease, Pool, PoolOptions, PoolStats, deadline
 from .url import DatabaseURL, parse_url
 
 __version__ = "0.1.0"
@@ -30,6 +31,8 @@ __all__ = [
     "ConfigError",
     "DatabaseURL",
     "DatabaseUnavailable",
+    "Deadline",
+    "DeadlineExceeded",
     "DiscardReason",
     "Error",
     "Installation",
@@ -44,6 +47,7 @@ __all__ = [
     "WarmReport",
     "__version__",
     "after_fork",
+    "deadline",
     "install",
     "parse_url",
 ]

@@ -109,5 +109,25 @@ class PoolClosed(PoolError):
     """The pool was closed; it hands out no more connections."""
 
 
+class DeadlineExceeded(Error):
+    """The deadline of the block (``postfork.deadline``) passed before the database answered.
+
+    Raised at checkout when no time is left to wait or connect; a query the deadline cut off
+    raises the driver's "lost connection" error instead (2013), with ``deadline.exceeded`` set.
+    ``seconds`` is the deadline that was set.
+    """
+
+    def __init__(self, message: str, *, seconds: float = 0.0) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_deadline_exceeded, (str(self), self.seconds))
+
+
+def _rebuild_deadline_exceeded(message: str, seconds: float) -> DeadlineExceeded:
+    return DeadlineExceeded(message, seconds=seconds)
+
+
 class StateError(Error, RuntimeError):
     """An illegal state transition: a bug in postfork, never a user error."""

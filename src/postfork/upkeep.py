@@ -45,12 +45,18 @@ class Upkeep:
             self._hooked_uwsgi = uwsgi_server.chain_after_request(self.after_response)
 
     def after_response(self) -> None:
-        """One maintain() per installed pool; never raises (the next request reports)."""
+        """One maintain() per installed pool; never raises (the next request reports). A
+        ``degraded`` pool (its database failed to connect or dropped a connection in use) is
+        refilled by the timer thread instead: waiting here on a silent database would hold
+        the next request for a whole ``connect_timeout``."""
         for pool in list(self._pools):
+            degraded = pool.degraded
             try:
-                pool.maintain()
+                pool.maintain(connect=not degraded)
             except Exception as exc:
                 log.debug("pool upkeep after a response failed: %r", exc)
+            if degraded:
+                self._wake.set()
 
     def start_timer(self) -> None:
         """In a worker (or a process without a pre-fork server): the timer, once per process."""

@@ -5,6 +5,13 @@ stamps chunks with their due time and a writer thread that sends them in order w
 round trip through the proxy costs two one-way delays. It also counts the chunks the client
 sent: in MySQL's request/response protocol that is the number of round trips the client made.
 
+It can also play a silent network (a failover that moved an address, a lost NAT entry, a host
+gone without a RST): told ``hold`` on its stdin it stops moving bytes in both directions and
+leaves new sessions unanswered (accepted, never greeted), closing nothing; ``hold-handshakes``
+lets new sessions get the server's greeting and then holds them (silence mid-handshake);
+``flow`` delivers what it held, as a healed network does. Each command is acknowledged with a
+line ``OK <command>``.
+
 Run it as a process (``python -m postfork.bench.delay_proxy``) so it never competes for the
 GIL with the code it measures. It prints ``LISTEN host:port`` when ready, a JSON line of its
 counters so far on SIGUSR1, and a last one when it gets SIGTERM or SIGINT.
@@ -29,6 +36,7 @@ from ..url import DatabaseURL
 
 _CHUNK = 65536
 _EOF = b""
+HOLD_COMMANDS = ("hold", "hold-handshakes", "flow")
 
 
 @dataclass
@@ -67,6 +75,21 @@ class DelayProxy:
         self._lock = threading.Lock()
         self.listener = socket.create_server(listen)
         self.port = int(self.listener.getsockname()[1])
+        self._flowing = threading.Event()  # cleared: every byte and every new session waits
+        self._flowing.set()
+        self._hold_handshakes = False
+
+    def hold(self, *, handshakes_only: bool = False) -> None:
+        """Go silent: ``handshakes_only`` holds only sessions that start from now on, after
+        the server's greeting."""
+        if handshakes_only:
+            self._hold_handshakes = True
+        else:
+            self._flowing.clear()
+
+    def flow(self) -> None:
+        self._hold_handshakes = False
+        self._flowing.set()
 
     def serve_forever(self) -> None:
         while True:
@@ -77,6 +100,8 @@ class DelayProxy:
             threading.Thread(target=self._bridge, args=(client,), daemon=True).start()
 
     def _bridge(self, client: socket.socket) -> None:
+        self._flowing.wait()  # silent: the session is accepted and never answered
+        held = threading.Event() if self._hold_handshakes else None
         upstream = socket.socket(self.family, socket.SOCK_STREAM)
         try:
             upstream.connect(self.address)
@@ -88,13 +113,20 @@ class DelayProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self.counters.connections += 1
-        self._pipe(client, upstream, from_client=True)
-        self._pipe(upstream, client, from_client=False)
+        self._pipe(client, upstream, from_client=True, held=held)
+        self._pipe(upstream, client, from_client=False, held=None)
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, *, from_client: bool) -> None:
+    def _pipe(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        *,
+        from_client: bool,
+        held: threading.Event | None,
+    ) -> None:
         chunks: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
         threading.Thread(target=self._read, args=(source, chunks, from_client), daemon=True).start()
-        threading.Thread(target=self._write, args=(sink, chunks), daemon=True).start()
+        threading.Thread(target=self._write, args=(sink, chunks, held), daemon=True).start()
 
     def _read(
         self,
@@ -121,13 +153,24 @@ class DelayProxy:
                 self.counters.server_chunks += 1
                 self.counters.server_bytes += size
 
-    @staticmethod
-    def _write(sink: socket.socket, chunks: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+    def _write(
+        self,
+        sink: socket.socket,
+        chunks: queue.SimpleQueue[tuple[float, bytes]],
+        held: threading.Event | None,
+    ) -> None:
+        """``held``: a session that started under ``hold-handshakes``: what its client sends
+        waits until ``flow`` (the greeting went out; the client's answer is never delivered)."""
         while True:
             due, data = chunks.get()
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
+            if held is not None:
+                while self._hold_handshakes:
+                    time.sleep(0.005)
+                held = None
+            self._flowing.wait()
             if not data:
                 break
             try:
@@ -154,7 +197,9 @@ class ProxyProcess:
             "--delay-ms",
             str(delay_ms),
         ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.process.stdout is not None
         ready = self.process.stdout.readline().split()
         if ready[:1] != ["LISTEN"]:
@@ -168,6 +213,15 @@ class ProxyProcess:
         self.process.send_signal(signal.SIGUSR1)
         counters: dict[str, Any] = json.loads(self.process.stdout.readline())
         return counters
+
+    def command(self, what: str) -> None:
+        """``hold``, ``hold-handshakes`` or ``flow``, in effect when this returns."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(what + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline().strip()
+        if answer != f"OK {what}":
+            raise RuntimeError(f"delay proxy answered {answer!r} to {what!r}")
 
     def stop(self) -> dict[str, Any]:
         self.process.send_signal(signal.SIGTERM)
@@ -198,9 +252,20 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: asked.put("stop"))
     signal.signal(signal.SIGUSR1, lambda *_: asked.put("sample"))
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    threading.Thread(target=_read_commands, args=(asked,), daemon=True).start()
     print(f"LISTEN 127.0.0.1:{proxy.port}", flush=True)
     while True:
         what = asked.get()
+        if what in HOLD_COMMANDS:
+            if what == "flow":
+                proxy.flow()
+            else:
+                proxy.hold(handshakes_only=what == "hold-handshakes")
+            print(f"OK {what}", flush=True)
+            continue
+        if what not in ("sample", "stop"):
+            print(f"ERROR unknown command {what!r}", flush=True)
+            continue
         with proxy._lock:
             line = json.dumps(asdict(proxy.counters))
         print(line, flush=True)  # the counters so far (a sample), or the last ones
@@ -208,6 +273,12 @@ def main(argv: list[str] | None = None) -> None:
             break
     proxy.close()
     sys.exit(0)
+
+
+def _read_commands(asked: queue.SimpleQueue[str]) -> None:
+    for line in sys.stdin:
+        if line.strip():
+            asked.put(line.strip())
 
 
 if __name__ == "__main__":

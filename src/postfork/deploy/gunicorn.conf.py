@@ -39,6 +39,10 @@ max_requests_jitter = 20
 # servers on one machine fight over it; this service does not use it.
 control_socket_disable = True
 
-timeout = 30
+# The service answers every request within its deadline (POSTFORK_REQUEST_DEADLINE, 2.5 s by
+# default: a JSON 503 when the database does not answer; docs/reliability.md). timeout is the
+# last resort above it: a worker silent for longer (a request, or its boot with the warm-up:
+# at most connect_timeout + the deadline) is killed and replaced.
+timeout = 10
 graceful_timeout = 10
 keepalive = 2

@@ -65,6 +65,8 @@ class Driver(abc.ABC):
 
     name: str
     module: Any  # the DB-API module (MySQLdb, pymysql)
+    # libmysqlclient/libmariadb take connect/read/write timeouts in whole seconds
+    whole_second_timeouts = False
 
     def connect(
         self,

@@ -61,6 +61,7 @@ def _always_true() -> bool:
 
 class MysqlclientDriver(Driver):
     name = "mysqlclient"
+    whole_second_timeouts = True
 
     def __init__(self) -> None:
         import MySQLdb

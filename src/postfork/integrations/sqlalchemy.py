@@ -31,6 +31,7 @@ from ..errors import ConfigError, DatabaseUnavailable, PoolTimeout
 from ..install import Installation, installation_of
 from ..install import install as install_pool
 from ..pool import DiscardReason, Pool, Slot
+from ..pool.options import DEFAULT_DEAD_PEER_TIMEOUT
 from ..url import DatabaseURL, parse_url
 
 log = logging.getLogger("postfork.sqlalchemy")
@@ -76,6 +77,7 @@ class PostforkPool(sa_pool.Pool):
         lifetime_jitter: float = 0.1,
         leak_timeout: float | None = None,
         init_sql: Iterable[str] = (),
+        dead_peer_timeout: float = DEFAULT_DEAD_PEER_TIMEOUT,
         dialect: Any = None,
         **base: Any,
     ) -> None:
@@ -96,6 +98,7 @@ class PostforkPool(sa_pool.Pool):
             "lifetime_jitter": lifetime_jitter,
             "leak_timeout": leak_timeout,
             "init_sql": tuple(init_sql),
+            "dead_peer_timeout": dead_peer_timeout,
         }
         self._base_args = base
         self._sa_creator = creator
@@ -112,6 +115,7 @@ class PostforkPool(sa_pool.Pool):
             leak_timeout=leak_timeout,
             init_sql=init_sql,
             connect_args=connect_args,
+            dead_peer_timeout=dead_peer_timeout,
         )
         self._adopting = threading.local()  # the connection postfork just opened, per thread
         self._creator = self._adopt  # SQLAlchemy's records get postfork's connections

@@ -1,5 +1,6 @@
 """The fork-aware pool: state tables, lifetime, options, events, statistics, Pool and Lease."""
 
+from .deadline import Deadline, current_deadline, deadline
 from .events import EVENTS, PoolEvents, listen_all, remove_all
 from .lease import Lease
 from .options import PoolOptions
@@ -11,6 +12,7 @@ from .stats import DISCARD_REASONS, PoolStats
 __all__ = [
     "DISCARD_REASONS",
     "EVENTS",
+    "Deadline",
     "DiscardReason",
     "Lease",
     "Pool",
@@ -19,6 +21,8 @@ __all__ = [
     "PoolOptions",
     "PoolStats",
     "Slot",
+    "current_deadline",
+    "deadline",
     "listen_all",
     "remove_all",
 ]

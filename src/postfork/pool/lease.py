@@ -6,6 +6,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .deadline import WATCHDOG, current_deadline
+
 if TYPE_CHECKING:
     from .pool import Pool
     from .slot import Slot
@@ -40,6 +42,8 @@ class Lease:
         "_invalid",
         "_pool",
         "_slot",
+        "_timed_out",
+        "_watch",
         "connect_seconds",
         "connection_id",
         "held_seconds",
@@ -50,7 +54,9 @@ class Lease:
         self._pool = pool
         self._slot: Slot | None = None
         self._invalid = False
+        self._timed_out = False
         self._checked_out_at = 0.0
+        self._watch = 0  # the watchdog's token while a deadline watches this lease
         self.wait_seconds = 0.0
         self.connect_seconds = 0.0
         self.held_seconds = 0.0
@@ -100,15 +106,24 @@ class Lease:
         self._pool._ensure_process()
         return self._slot is not None and self._slot.generation != self._pool._generation
 
-    def invalidate(self) -> None:
-        """Discard this connection on exit instead of returning it (e.g. after a read timeout)."""
+    def invalidate(self, *, timed_out: bool = False) -> None:
+        """Discard this connection on exit instead of returning it (e.g. after a read timeout).
+        ``timed_out=True``: the server stopped answering (a read timed out), so the pool treats
+        it as silent (``Pool.note_silence``): its idle connections go too, and checkouts fail
+        fast until a connect succeeds."""
         self._invalid = True
+        self._timed_out = self._timed_out or timed_out
 
     def __enter__(self) -> Any:
         if self._slot is not None:
             raise RuntimeError("a Lease can be entered only once at a time")
         pool = self._pool
-        self._slot, self.wait_seconds, self.connect_seconds = pool._checkout()
+        limit = current_deadline()
+        if limit is None:
+            self._slot, self.wait_seconds, self.connect_seconds = pool._checkout()
+        else:  # within postfork.deadline(): wait and connect within it, cut off past it
+            self._slot, self.wait_seconds, self.connect_seconds = pool._checkout(limit)
+            self._watch = WATCHDOG.watch(limit, self._slot.fd)
         self.connection_id = self._slot.connection_id
         if pool.events.on_lease:  # unused hooks cost this test and nothing else
             self._checked_out_at = time.perf_counter()
@@ -130,11 +145,26 @@ class Lease:
         if slot is None:
             return
         pool = self._pool
+        if self._watch:
+            if not WATCHDOG.unwatch(self._watch):  # the deadline cut it off: socket shut down
+                self._invalid = self._timed_out = True
+            self._watch = 0
         if not self._checked_out_at:  # nobody listened when it began
+            if self._timed_out:
+                self._end_timed_out(slot, exc)
+                return
             pool._checkin(slot, exc, self._invalid)
             return
         self.held_seconds = time.perf_counter() - self._checked_out_at
         self._checked_out_at = 0.0
-        pool._checkin(slot, exc, self._invalid)
+        if self._timed_out:
+            self._end_timed_out(slot, exc)
+        else:
+            pool._checkin(slot, exc, self._invalid)
         for listener in pool.events.checkin:
             listener(pool, self)
+
+    def _end_timed_out(self, slot: Slot, exc: BaseException | None) -> None:
+        self._timed_out = False
+        self._pool._checkin(slot, exc, True)
+        self._pool.note_silence(drop_idle=True)

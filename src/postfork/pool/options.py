@@ -9,17 +9,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..validate import FRACTION, POSITIVE_SECONDS
+from ..validate import FRACTION, NON_NEGATIVE_NUMBER, POSITIVE_SECONDS
 
 DEFAULT_CHECKOUT_TIMEOUT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_LIFETIME = 1800.0  # HikariCP's default maxLifetime: 30 minutes
+DEFAULT_DEAD_PEER_TIMEOUT = 10.0  # TCP keepalive + TCP_USER_TIMEOUT (pool/tcp.py); 0: OS defaults
 
 
 @dataclasses.dataclass(frozen=True)
 class PoolOptions:
     """A pool's settings, checked on creation. ``connect_timeout=None`` takes the URL's
-    ``connect_timeout`` (else 5 s); ``max_lifetime=None`` means 30 minutes."""
+    ``connect_timeout`` (else 5 s); ``max_lifetime=None`` means 30 minutes;
+    ``dead_peer_timeout=0`` leaves TCP keepalive's timings to the OS (2 hours on Linux)."""
 
     min_idle: int = 1
     max_size: int = 4
@@ -31,6 +33,7 @@ class PoolOptions:
     autocommit: bool = False
     leak_timeout: float | None = None
     connect_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    dead_peer_timeout: float = DEFAULT_DEAD_PEER_TIMEOUT
 
     def __post_init__(self) -> None:
         _check_sizes(self.min_idle, self.max_size)
@@ -39,6 +42,7 @@ class PoolOptions:
             if getattr(self, name) is not None:
                 POSITIVE_SECONDS.check(name, getattr(self, name))
         FRACTION.check("lifetime_jitter", self.lifetime_jitter)
+        NON_NEGATIVE_NUMBER.check("dead_peer_timeout", self.dead_peer_timeout)
         object.__setattr__(self, "init_sql", _check_init_sql(self.init_sql))
         object.__setattr__(self, "autocommit", bool(self.autocommit))
         if not isinstance(self.connect_args, Mapping):

@@ -17,14 +17,23 @@ from typing import Any, cast
 
 from .. import fork
 from ..drivers import Driver, load_driver, translate_connect_error
-from ..errors import ConfigError, Error, PoolClosed, PoolTimeout
+from ..errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    DeadlineExceeded,
+    Error,
+    PoolClosed,
+    PoolTimeout,
+)
 from ..url import DatabaseURL, parse_url
 from . import lifetime
+from .deadline import Deadline
 from .events import PoolEvents, fire
 from .lease import Lease
 from .options import (
     DEFAULT_CHECKOUT_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DEAD_PEER_TIMEOUT,
     DEFAULT_MAX_LIFETIME,
     PoolOptions,
 )
@@ -32,8 +41,14 @@ from .slot import Slot
 from .state import POOL_TRANSITIONS, DiscardReason, PoolEvent, PoolMode, SlotEvent, SlotState
 from .state import transition as _transition
 from .stats import Counters, PoolStats
+from .tcp import detect_dead_peers
 
 log = logging.getLogger("postfork.pool")
+
+# A silent server (note_silence): a checkout waits this long for the background connect before
+# failing fast, and without one in flight, connects again only this long after the last timeout.
+PROBE_WAIT = 0.25
+SILENCE_BACKOFF = 0.5
 
 _CLOSED = DiscardReason.CLOSED
 _SERVING, _CONNECTING = PoolMode.SERVING, SlotState.CONNECTING  # bound once: hot-path tests
@@ -66,6 +81,7 @@ class Pool:
         autocommit: bool = False,
         leak_timeout: float | None = None,
         connect_args: Mapping[str, Any] | None = None,
+        dead_peer_timeout: float = DEFAULT_DEAD_PEER_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         **unknown: Any,
@@ -85,6 +101,7 @@ class Pool:
             autocommit=autocommit,
             leak_timeout=leak_timeout,
             connect_args=connect_args or {},
+            dead_peer_timeout=dead_peer_timeout,
         )
         options = self.options
         self.min_idle, self.max_size = options.min_idle, options.max_size
@@ -96,6 +113,7 @@ class Pool:
         self.max_lifetime = float(options.max_lifetime or DEFAULT_MAX_LIFETIME)
         self.lifetime_jitter = float(options.lifetime_jitter)
         self.leak_timeout = options.leak_timeout
+        self.dead_peer_timeout = float(options.dead_peer_timeout)
         self.init_sql, self.autocommit = options.init_sql, options.autocommit
         self._driver: Driver = (
             driver
@@ -114,6 +132,10 @@ class Pool:
         self._pid = os.getpid()
         self._generation = 0
         self._counters = Counters()
+        # a connect failed or a connection died in use, and none has connected since: the
+        # database may be silent, so after-response upkeep must not wait on a connect
+        self.degraded = False
+        self._silent_at = 0.0  # when the server last looked silent (0.0: never, or answered)
         fork.register(self)
 
     # -- public API -------------------------------------------------------------------------
@@ -172,11 +194,13 @@ class Pool:
                 finally:
                     self._waiters -= 1
 
-    def maintain(self) -> None:
+    def maintain(self, *, connect: bool = True) -> None:
         """Off the request path: retire idle connections near the end of their life, refill.
 
         ``install()`` and the integrations call it after each response is sent, so the next
-        checkout finds a fresh connection instead of paying for a connect.
+        checkout finds a fresh connection instead of paying for a connect. ``connect=False``
+        retires but does not refill (the upkeep's timer thread does, when ``degraded``: a
+        connect to a silent database would hold the worker for ``connect_timeout``).
         """
         self._ensure_process()
         doomed: list[Slot] = []
@@ -193,7 +217,7 @@ class Pool:
             short = len(self._idle) < self.min_idle and self._size() < self.max_size
         self._log_leaks()
         self._close_all(doomed)
-        if short:  # runs after every response: warm() and its lock only when there is work
+        if short and connect:  # runs after every response: warm() only when there is work
             self.warm()
 
     def maintenance_due_in(self) -> float | None:
@@ -287,11 +311,15 @@ class Pool:
 
     # -- checkout and checkin ---------------------------------------------------------------
 
-    def _checkout(self) -> tuple[Slot, float, float]:
-        """Reserve a live idle slot or capacity for a new one; connect outside the lock."""
+    def _checkout(self, limit: Deadline | None = None) -> tuple[Slot, float, float]:
+        """Reserve a live idle slot or capacity for a new one; connect outside the lock.
+        ``limit``: the request's deadline, when it comes before ``checkout_timeout``."""
         if self._pid != _getpid():
             self._ensure_process()
         deadline = time.monotonic() + self.checkout_timeout
+        cut = limit is not None and limit.expires < deadline
+        if limit is not None and cut:
+            deadline = self._within(limit)
         while True:
             doomed: list[Slot] = []
             try:
@@ -299,6 +327,9 @@ class Pool:
             except PoolTimeout as exc:
                 if self.events.timeout:
                     fire(self.events.timeout, self, exc.waited)
+                if limit is not None and cut:
+                    waited_for = f"waited {exc.waited:.3f}s for a connection"
+                    raise _deadline_exceeded(limit, waited_for) from None
                 raise
             finally:
                 if doomed:
@@ -306,10 +337,28 @@ class Pool:
                 if self._leak_reports:
                     self._log_leaks()
             if slot.state is _CONNECTING:
+                if limit is not None and cut:
+                    return slot, waited, self._open_within(slot, limit)
                 return slot, waited, self._open(slot, deadline=deadline, for_lease=True)
             if self._driver.reset_pending(slot.conn) and not self._settle(slot):
                 continue  # its rollback's reply said it is dead: it was discarded, next one
             return slot, waited, 0.0
+
+    def _within(self, limit: Deadline) -> float:
+        if limit.expires <= time.monotonic():
+            raise _deadline_exceeded(limit, "no time left for a checkout")
+        return float(limit.expires)
+
+    def _open_within(self, slot: Slot, limit: Deadline) -> float:
+        """Connect within what the request's deadline leaves (whole seconds, rounded down, for
+        a driver that takes whole seconds: rounding up would overrun it)."""
+        left = min(self.connect_timeout, limit.expires - time.monotonic())
+        if self._driver.whole_second_timeouts:
+            left = float(int(left))
+        if left < 0.001:
+            self._release_reserved([slot])
+            raise _deadline_exceeded(limit, "no time left to open a connection")
+        return self._open(slot, deadline=time.monotonic() + left, for_lease=True)
 
     def _settle(self, slot: Slot) -> bool:
         """Outside the lock: read the reply of the ROLLBACK sent when this connection was
@@ -337,7 +386,12 @@ class Pool:
             while True:
                 if self._mode is _CLOSED_MODE:
                     self._raise_if_closed()
-                slot = self._pop_live_idle(doomed) or self._reserve_new_slot_if_room()
+                slot = self._pop_live_idle(doomed)
+                if slot is None:
+                    if self._silent_at and self._connect_would_wait_on_silence():
+                        waiting_since = self._wait_for_probe(deadline, waiting_since)
+                        continue
+                    slot = self._reserve_new_slot_if_room()
                 if slot is not None:
                     break
                 waiting_since = self._wait_for_slot(deadline, waiting_since)
@@ -365,6 +419,52 @@ class Pool:
             self._mark_discarded(slot, reason)
             doomed.append(slot)
         return None
+
+    # -- a silent database: fail fast instead of holding the worker --------------------------
+
+    def note_silence(self, *, drop_idle: bool) -> None:
+        """The server stopped answering (a connect or a query timed out, a deadline cut one
+        off). Until a connect succeeds, a checkout that would connect does not: it waits
+        briefly for the connect the upkeep's timer thread is making, then fails fast, so a
+        silent database costs one timeout per worker, not one per request. ``drop_idle``: the
+        idle connections go too (a query on them would wait for the same silence)."""
+        with self._lock:
+            self._silent_at = time.monotonic()
+            self.degraded = True
+            doomed = self._mark_idle_discarded_as(DiscardReason.STALE) if drop_idle else []
+        self._close_all(doomed)
+
+    def _connect_would_wait_on_silence(self) -> bool:
+        """Under the lock: a connect now would likely wait for a silent server."""
+        if not self.degraded:
+            self._silent_at = 0.0
+            return False
+        return self._probing() or time.monotonic() - self._silent_at < SILENCE_BACKOFF
+
+    def _probing(self) -> bool:
+        """Under the lock: the upkeep (warm()) is connecting in another thread."""
+        return any(slot.warming for slot in self._busy)
+
+    def _wait_for_probe(self, deadline: float, waiting_since: float | None) -> float:
+        """Under the lock: wait up to PROBE_WAIT for the background connect, then fail fast
+        (at once when none is in flight)."""
+        now = time.monotonic()
+        if waiting_since is None:
+            waiting_since = now
+        give_up = min(deadline, waiting_since + PROBE_WAIT) if self._probing() else now
+        if now >= give_up:
+            ago = now - self._silent_at
+            raise DatabaseUnavailable(
+                f"MySQL at {self.url.target} is not answering (a connect or query timed out "
+                f"{ago:.1f}s ago): not waiting for it on this request; reconnecting in the "
+                "background"
+            )
+        self._waiters += 1
+        try:
+            self._cond.wait(give_up - now)
+        finally:
+            self._waiters -= 1
+        return waiting_since
 
     def _reserve_new_slot_if_room(self) -> Slot | None:
         return self._reserve_new_slot() if self._size() < self.max_size else None
@@ -477,6 +577,8 @@ class Pool:
         slot.move(SlotEvent.DISCARD)
         slot.discard_reason = reason
         self._counters.discards[reason.value] += 1
+        if reason is DiscardReason.ERROR:
+            self.degraded = True
         self._wake_one()
 
     def _close_all(self, slots: list[Slot]) -> None:
@@ -532,15 +634,18 @@ class Pool:
             conn, wait_timeout = self._connect(timeout)
         except BaseException as exc:
             self._release_reserved([slot], failed=True)
+            if time.perf_counter() - started >= 0.9 * timeout:  # it timed out: a silent server
+                self.note_silence(drop_idle=False)
             if self.events.connect_failed and isinstance(exc, Error):
                 fire(self.events.connect_failed, self, exc)
             raise
         elapsed = time.perf_counter() - started
         now = self._clock()
         driver = self._driver
-        slot.attach(
-            conn, driver.fileno(conn), driver.connection_id(conn), driver.transaction_probe(conn)
-        )
+        fd = driver.fileno(conn)
+        if self.dead_peer_timeout:
+            detect_dead_peers(fd, self.dead_peer_timeout)
+        slot.attach(conn, fd, driver.connection_id(conn), driver.transaction_probe(conn))
         slot.connect_seconds = elapsed
         draw = self._rng.random()
         life = lifetime.lifetime(self.max_lifetime, wait_timeout, self.lifetime_jitter, draw)
@@ -591,6 +696,8 @@ class Pool:
     def _admit(self, slot: Slot, elapsed: float, for_lease: bool) -> None:
         with self._lock:
             slot.warming = False
+            self.degraded = False
+            self._silent_at = 0.0
             self._counters.connects += 1
             self._counters.connect_seconds += elapsed
             slot.move(SlotEvent.CONNECTED_FOR_LEASE if for_lease else SlotEvent.CONNECTED_FOR_IDLE)
@@ -610,7 +717,9 @@ class Pool:
                 self._busy.discard(slot)
                 slot.warming = False
                 slot.move(SlotEvent.CONNECT_FAILED)
-            self._counters.connect_errors += len(slots) if failed else 0
+            if failed:
+                self._counters.connect_errors += len(slots)
+                self.degraded = True
             self._wake_all()
 
     # -- fork and exit ----------------------------------------------------------------------
@@ -692,9 +801,12 @@ class Pool:
         return len(doomed)
 
     def _mark_idle_discarded(self) -> list[Slot]:
+        return self._mark_idle_discarded_as(_CLOSED)
+
+    def _mark_idle_discarded_as(self, reason: DiscardReason) -> list[Slot]:
         doomed = list(self._idle)
         for slot in doomed:
-            self._mark_discarded(slot, _CLOSED)
+            self._mark_discarded(slot, reason)
         self._wake_all()
         return doomed
 
@@ -719,6 +831,12 @@ class Pool:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _deadline_exceeded(limit: Deadline, what: str) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"the request's deadline ({limit.seconds:g}s) passed: {what}", seconds=limit.seconds
+    )
 
 
 def _new_lock_and_condition() -> tuple[threading.Lock, threading.Condition]:

@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DatabaseUnavailable, PoolError
+from ..errors import DatabaseUnavailable, DeadlineExceeded, PoolError
+from ..pool import current_deadline as deadline_of_this_request
+from ..pool import deadline
 from .summary import money, summarize
 from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_parameters
 
@@ -52,9 +54,16 @@ class Service:
     """The WSGI callable: routes, input rules, queries through the pool, JSON out."""
 
     def __init__(
-        self, pool: Pool | SQLAlchemyPool, installation: Installation | None, connect_mode: str
+        self,
+        pool: Pool | SQLAlchemyPool,
+        installation: Installation | None,
+        connect_mode: str,
+        *,
+        request_deadline: float | None = None,
     ) -> None:
         self.pool = pool
+        # past it, a request is answered with a 503 whatever the database does (None: no bound)
+        self.request_deadline = request_deadline
         # the URL's read_timeout: a query that fails after this long timed out (not retried)
         self.read_timeout = float(pool.url.options.get("read_timeout", 0) or 0)
         self.installation = installation
@@ -77,9 +86,16 @@ class Service:
 
     def _respond(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         try:
-            return 200, self._route(environ), {}
+            if self.request_deadline is None:
+                return 200, self._route(environ), {}
+            with deadline(self.request_deadline):
+                return 200, self._route(environ), {}
         except HTTPError as exc:
             return exc.status, {"error": exc.message}, exc.headers
+        except DeadlineExceeded as exc:
+            log.warning("503: %s", exc)
+            message = f"database did not answer within the request deadline ({exc.seconds:g} s)"
+            return 503, {"error": message}, _retry_after()
         except (DatabaseUnavailable, PoolError) as exc:
             log.warning("503: %s", exc)
             return 503, {"error": "database unavailable, retry shortly"}, _retry_after()
@@ -165,7 +181,8 @@ class Service:
         any row arrived (the server killed it, or went away while the query was sent) it is
         retried once on a fresh connection; the dead one is discarded by the pool. A query that
         failed only after the URL's ``read_timeout`` timed out: not retried, a 503 that says
-        so. Anything else, or a second failure, goes up (and becomes a JSON 503)."""
+        so. Past the request's deadline: never retried, a 503 that says so. Anything else, or a
+        second failure, goes up (and becomes a JSON 503)."""
         try:
             return self._query_once(sql, args)
         except _LostBeforeRows as lost:
@@ -188,9 +205,19 @@ class Service:
                 except Exception as exc:
                     if not self.pool.is_disconnect(exc):
                         raise
-                    lease.invalidate()  # never back to the pool: its protocol state is unknown
                     waited = time.monotonic() - started
-                    if self.read_timeout and waited >= 0.9 * self.read_timeout:
+                    timed_out = bool(self.read_timeout) and waited >= 0.9 * self.read_timeout
+                    # never back to the pool (its protocol state is unknown); a timeout says
+                    # the server went silent: the pool fails fast until it answers again
+                    lease.invalidate(timed_out=timed_out)
+                    limit = deadline_of_this_request()
+                    if limit is not None and limit.exceeded:
+                        raise DeadlineExceeded(
+                            f"the request's deadline ({limit.seconds:g}s) cut off a query after "
+                            f"{waited:.3f}s",
+                            seconds=limit.seconds,
+                        ) from exc
+                    if timed_out:
                         raise _QueryTimedOut(
                             f"database query exceeded the read timeout ({self.read_timeout:g} s)"
                         ) from exc  # a slow query: running it again would only double the wait

@@ -99,7 +99,7 @@ class _Lease:
         self._held_since = time.perf_counter()
         return self._conn
 
-    def invalidate(self) -> None:
+    def invalidate(self, *, timed_out: bool = False) -> None:
         """Discard this connection on exit instead of returning it (as postfork's Lease)."""
         self._conn.invalidate()
 

@@ -36,6 +36,13 @@ class ServiceSettings:
     pool_size: int = 2
     checkout_timeout: float = 2.0
     connect_timeout: float = 2.0
+    # Every wait is bounded (docs/reliability.md): a query's reads and writes (the URL's
+    # read_timeout / write_timeout win), and the request as a whole: past the deadline it is
+    # answered with a 503 whatever the database does. The servers' own last resorts (uWSGI's
+    # harakiri, gunicorn's timeout) sit above it in the shipped configurations.
+    read_timeout: float = 2.0
+    write_timeout: float = 2.0
+    request_deadline: float = 2.5
     log_level: str = "INFO"
     access_log: str = "logfmt"  # logfmt, json or off: one line per request (postfork.access)
     profile: str = ""  # ProfileSettings text, e.g. "every=100,first=1"; empty: no profiling
@@ -57,6 +64,9 @@ def service_settings() -> ServiceSettings:
         pool_size=int(environment.number("POSTFORK_POOL_SIZE", 2, POSITIVE_INTEGER)),
         checkout_timeout=environment.number("POSTFORK_CHECKOUT_TIMEOUT", 2.0, POSITIVE_SECONDS),
         connect_timeout=environment.number("POSTFORK_CONNECT_TIMEOUT", 2.0, POSITIVE_SECONDS),
+        read_timeout=environment.number("POSTFORK_READ_TIMEOUT", 2.0, POSITIVE_SECONDS),
+        write_timeout=environment.number("POSTFORK_WRITE_TIMEOUT", 2.0, POSITIVE_SECONDS),
+        request_deadline=environment.number("POSTFORK_REQUEST_DEADLINE", 2.5, POSITIVE_SECONDS),
         log_level=environment.choice("POSTFORK_LOG_LEVEL", "INFO", LOG_LEVELS),
         access_log=environment.choice("POSTFORK_ACCESS_LOG", "logfmt", ACCESS_LOG_FORMATS),
         profile=environment.text("POSTFORK_PROFILE"),

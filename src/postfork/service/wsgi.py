@@ -13,6 +13,7 @@ and the metrics' observer: it sees every request, as the server counts them).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from .. import environment
 from ..install import WarmReport, install
 from ..pool import Pool
+from ..url import DatabaseURL, parse_url
 from ..wsgi import (
     MetricsEndpoint,
     ProfileSettings,
@@ -86,7 +88,7 @@ def _service(settings: ServiceSettings) -> Service:
         return Service(baseline, None, settings.connect)
     lazy = settings.connect == "lazy"
     pool = Pool(
-        settings.database_url,
+        with_query_timeouts(settings),
         driver=settings.driver,
         min_idle=0 if lazy else 1,
         max_size=settings.pool_size,
@@ -94,13 +96,21 @@ def _service(settings: ServiceSettings) -> Service:
         connect_timeout=settings.connect_timeout,
         autocommit=True,  # read-only service: no transaction to roll back on return
     )
-    service = Service(pool, None, settings.connect)
+    service = Service(pool, None, settings.connect, request_deadline=settings.request_deadline)
     on_warm = _EventLog(settings.event_log) if settings.event_log else None
     if settings.connect == "warm":
         service.installation = install(pool, warmup=service.warmup_request, on_warm=on_warm)
     elif settings.connect == "postfork":
         service.installation = install(pool, preload=False, on_warm=on_warm)
     return service
+
+
+def with_query_timeouts(settings: ServiceSettings) -> DatabaseURL:
+    """The database URL with the service's read and write timeouts where it sets none: without
+    one, mysqlclient waits for a silent server for ever (PyMySQL too)."""
+    url = parse_url(settings.database_url)
+    defaults = {"read_timeout": settings.read_timeout, "write_timeout": settings.write_timeout}
+    return dataclasses.replace(url, options={**defaults, **url.options})
 
 
 class _EventLog:
