@@ -459,11 +459,7 @@ class Pool:
                 f"{ago:.1f}s ago): not waiting for it on this request; reconnecting in the "
                 "background"
             )
-        self._waiters += 1
-        try:
-            self._cond.wait(give_up - now)
-        finally:
-            self._waiters -= 1
+        self._wait(give_up - now)
         return waiting_since
 
     def _reserve_new_slot_if_room(self) -> Slot | None:
@@ -491,12 +487,16 @@ class Pool:
             self._counters.waits += 1
             waiting_since = now
             self._find_leaks(self._clock())
+        self._wait(deadline - now)
+        return waiting_since
+
+    def _wait(self, timeout: float) -> None:
+        """Under the lock: sleep until a slot is freed or connected (counted for notify)."""
         self._waiters += 1
         try:
-            self._cond.wait(deadline - now)
+            self._cond.wait(timeout)
         finally:
             self._waiters -= 1
-        return waiting_since
 
     def _timeout_message(self, waited: float) -> str:
         return (
