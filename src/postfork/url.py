@@ -18,6 +18,8 @@ _DRIVER_ALIASES = {"mysqldb": "mysqlclient", "mysqlclient": "mysqlclient", "pymy
 _FLOAT_OPTIONS = ("connect_timeout", "read_timeout", "write_timeout")
 _TLS_OPTIONS = ("ssl_ca", "ssl_cert", "ssl_key")
 _TEXT_OPTIONS = ("unix_socket", "charset", *_TLS_OPTIONS)
+# MySQL's --ssl-mode values, in order of strength
+SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
 DEFAULT_PORT = 3306
 
 
@@ -42,6 +44,18 @@ class DatabaseURL:
     def tls(self) -> dict[str, str]:
         """TLS files as both drivers' ``ssl={"ca": ..., "cert": ..., "key": ...}`` expects."""
         return {key[4:]: str(self.options[key]) for key in _TLS_OPTIONS if key in self.options}
+
+    @property
+    def ssl_mode(self) -> str:
+        """The URL's ``ssl_mode``, else the default: ``verify_identity`` with an ``ssl_ca`` (a
+        CA means the server must prove who it is), ``required`` with only a client certificate,
+        ``disabled`` with no TLS option."""
+        explicit = self.options.get("ssl_mode")
+        if explicit:
+            return str(explicit)
+        if "ssl_ca" in self.options:
+            return "verify_identity"
+        return "required" if "ssl_cert" in self.options else "disabled"
 
     @property
     def target(self) -> str:
@@ -127,17 +141,39 @@ def _parse_options(query: str) -> dict[str, Any]:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
         raise ConfigError(f"database URL has a malformed query string: {query!r}") from None
-    return dict(_parse_option(key, value) for key, value in pairs)
+    options = dict(_parse_option(key, value) for key, value in pairs)
+    _check_tls_options(options)
+    return options
+
+
+def _check_tls_options(options: dict[str, Any]) -> None:
+    mode = options.get("ssl_mode")
+    files = [key for key in _TLS_OPTIONS if key in options]
+    if mode == "disabled" and files:
+        raise ConfigError(f"ssl_mode=disabled contradicts {', '.join(files)}: remove one of them")
+    if mode in ("verify_ca", "verify_identity") and "ssl_ca" not in options:
+        raise ConfigError(
+            f"ssl_mode={mode} needs ssl_ca (the CA file that signed the server's certificate)"
+        )
+    if ("ssl_cert" in options) != ("ssl_key" in options):
+        raise ConfigError("ssl_cert and ssl_key go together (a client certificate and its key)")
 
 
 def _parse_option(key: str, value: str) -> tuple[str, Any]:
+    if key == "ssl_mode":
+        mode = value.strip().lower().replace("-", "_")
+        if mode not in SSL_MODES:
+            raise ConfigError(
+                f"database URL option ssl_mode must be one of {', '.join(SSL_MODES)}, got {value!r}"
+            )
+        return key, mode
     if key in _TEXT_OPTIONS:
         if not value:
             raise ConfigError(f"database URL option {key!r} is empty")
         return key, value
     if key in _FLOAT_OPTIONS:
         return key, _positive_float(key, value)
-    known = ", ".join(sorted((*_TEXT_OPTIONS, *_FLOAT_OPTIONS)))
+    known = ", ".join(sorted((*_TEXT_OPTIONS, *_FLOAT_OPTIONS, "ssl_mode")))
     raise ConfigError(f"unknown database URL option {key!r}; known options: {known}")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import DatabaseUnavailable
 from ..url import DatabaseURL
+from .tls import tls_failure_reason
 
 log = logging.getLogger("postfork.driver")
 
@@ -57,6 +58,7 @@ _CONNECT_REASONS = {
     2013: "timed out or lost during the handshake",
 }
 
+_ENCRYPTED_MODES = ("required", "verify_ca", "verify_identity")
 _DEVNULL_FLAGS = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -79,7 +81,21 @@ class Driver(abc.ABC):
         """Open a connection; ``extra`` are driver connect arguments that override the URL's
         (``client_flag``, ``conv``...). Driver errors propagate (the pool translates them)."""
         kwargs = self.connect_kwargs(url, connect_timeout, autocommit)
-        return self.open(**{**kwargs, **(extra or {})})
+        conn = self.open(**{**kwargs, **(extra or {})})
+        if url.ssl_mode in _ENCRYPTED_MODES and not self.encrypted(conn):
+            # libmariadb (3.3) and PyMySQL both carry on in plain text when the server offers
+            # no TLS: refused here, before a single query is sent
+            self.close(conn)
+            raise DatabaseUnavailable(
+                f"cannot connect to MySQL at {url.target}: TLS: the server does not offer TLS "
+                f"(ssl_mode={url.ssl_mode}); the session was closed before any query"
+            )
+        return conn
+
+    def encrypted(self, conn: Any) -> bool:
+        """Whether the session runs over TLS (asked of the client library, no round trip);
+        a driver that cannot tell says no, so ``ssl_mode=required`` refuses rather than trusts."""
+        return False
 
     @abc.abstractmethod
     def connect_kwargs(
@@ -200,8 +216,9 @@ def translate_connect_error(
 ) -> DatabaseUnavailable:
     """The one boundary where a driver's connect failure becomes postfork's error."""
     code = driver.error_code(exc)
-    reason = _CONNECT_REASONS.get(code or -1, f"{stage} failed")
     server_text = _redact(_server_text(exc), url.password)
+    tls_reason = tls_failure_reason(server_text, url) if url.ssl_mode != "disabled" else None
+    reason = tls_reason or _CONNECT_REASONS.get(code or -1, f"{stage} failed")
     where = f"{url.target} as {url.user!r}" + (
         f" (database {url.database!r})" if url.database else ""
     )

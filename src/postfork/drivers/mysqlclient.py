@@ -10,6 +10,7 @@ from typing import Any
 
 from ..url import DatabaseURL
 from .base import Driver, connect_timeout_seconds
+from .tls import tls_files
 
 log = logging.getLogger("postfork.driver")
 
@@ -34,10 +35,23 @@ class _ServerStatusReader:
         except (OSError, AttributeError) as exc:
             log.info("mysqlclient: no mariadb_get_infov (%s); rolling back on every return", exc)
             self._get_info = None
+            self._get_cipher: Any = None
             return
         get_info.restype = ctypes.c_char
         get_info.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         self._get_info = get_info
+        cipher = ctypes.CDLL(extension_path).mysql_get_ssl_cipher
+        cipher.restype = ctypes.c_char_p
+        cipher.argtypes = [ctypes.c_void_p]
+        self._get_cipher = cipher
+
+    def ssl_cipher(self, conn: Any) -> str | None:
+        """The session's TLS cipher (``mysql_get_ssl_cipher``), None in plain text."""
+        if self._get_cipher is None:  # Oracle's libmysqlclient: trust the library's own checks
+            return "unknown"
+        pointer = self._get_pointer(conn._get_native_connection(), _CAPSULE_NAME)
+        name = self._get_cipher(pointer)
+        return name.decode() if name else None
 
     def probe(self, conn: Any) -> Callable[[], bool]:
         """Bind the native handle once: a check is then one C call (about 1 us)."""
@@ -81,6 +95,9 @@ class MysqlclientDriver(Driver):
 
     def fileno(self, conn: Any) -> int:
         return int(conn.fileno())
+
+    def encrypted(self, conn: Any) -> bool:
+        return self._status.ssl_cipher(conn) is not None
 
     def in_transaction(self, conn: Any) -> bool:
         return self._status.probe(conn)()
@@ -181,6 +198,28 @@ def _connect_kwargs(url: DatabaseURL, connect_timeout: float, autocommit: bool) 
     for key in ("read_timeout", "write_timeout"):
         if key in url.options:
             kwargs[key] = connect_timeout_seconds(url.options[key])
-    if url.tls:
-        kwargs["ssl"] = url.tls
+    kwargs.update(_tls_kwargs(url))
     return kwargs
+
+
+_SSL_MODE_ARGUMENT = {  # libmariadb 3.3: REQUIRED + a CA checks the chain, not the host name
+    "disabled": "DISABLED",
+    "preferred": "PREFERRED",
+    "required": "REQUIRED",
+    "verify_ca": "REQUIRED",
+    "verify_identity": "VERIFY_IDENTITY",
+}
+
+
+def _tls_kwargs(url: DatabaseURL) -> dict[str, Any]:
+    """``ssl_mode`` as libmariadb understands it (see drivers/tls.py for the meanings)."""
+    mode = url.ssl_mode
+    files = tls_files(url)
+    if mode == "disabled":
+        return {"ssl_mode": "DISABLED"}
+    if mode in ("preferred", "required"):
+        files.pop("ca", None)  # unauthenticated by definition: no chain check
+    # a cipher list makes libmariadb start TLS at all under PREFERRED (it stays in plain
+    # text otherwise); DEFAULT is OpenSSL's own list
+    ssl = {"cipher": "DEFAULT", **files}
+    return {"ssl_mode": _SSL_MODE_ARGUMENT[mode], "ssl": ssl}

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
+import ssl
 import threading
 from typing import Any
 
 from ..url import DatabaseURL
 from .base import Driver
+from .tls import tls_files
 
 COM_QUERY = 3  # pymysql.constants.COMMAND.COM_QUERY (the protocol's own number)
+
+
+_CR_SSL_CONNECTION_ERROR = 2026  # "SSL is required but the server doesn't support it"
 
 
 class PyMySQLDriver(Driver):
@@ -37,6 +44,20 @@ class PyMySQLDriver(Driver):
             raise self.module.InterfaceError(0, "connection is closed")
         return int(sock.fileno())
 
+    def connect(self, url: DatabaseURL, **settings: Any) -> Any:
+        """``ssl_mode=preferred`` falls back to plain text when the server offers no TLS, as
+        MySQL's clients do; PyMySQL given an ``ssl`` dict refuses instead, so connect again."""
+        try:
+            return super().connect(url, **settings)
+        except self.module.OperationalError as exc:
+            if url.ssl_mode != "preferred" or self.error_code(exc) != _CR_SSL_CONNECTION_ERROR:
+                raise
+        plain = dataclasses.replace(url, options={**url.options, "ssl_mode": "disabled"})
+        return super().connect(plain, **settings)
+
+    def encrypted(self, conn: Any) -> bool:
+        return isinstance(conn._sock, ssl.SSLSocket)
+
     def in_transaction(self, conn: Any) -> bool:
         # PyMySQL keeps the status flags of the last OK/EOF packet: no round trip.
         return bool(conn.server_status & self._in_trans_flag)
@@ -45,6 +66,10 @@ class PyMySQLDriver(Driver):
         for module in ("pymysql._auth", "pymysql.cursors"):  # imported lazily on first connect
             importlib.import_module(module)
         self._connection_class.preferred_tls_context()
+
+
+def _mtime(path: str | None) -> float:
+    return os.stat(path).st_mtime if path else 0.0
 
 
 def _connection_class(base: Any) -> Any:
@@ -73,10 +98,21 @@ def _connection_class(base: Any) -> Any:
                     cls._preferred_tls = base._create_ssl_ctx(None, {})
                 return cls._preferred_tls
 
+        _tls_contexts: dict[Any, Any] = {}  # one per settings and file versions, per process
+
         def _create_ssl_ctx(self, sslp: Any) -> Any:
-            if isinstance(sslp, dict) and not sslp:
+            if not isinstance(sslp, dict):
+                return super()._create_ssl_ctx(sslp)
+            if not sslp:
                 return self.preferred_tls_context()
-            return super()._create_ssl_ctx(sslp)
+            # the ssl_mode contexts too: built once per settings and file versions, not per
+            # connect (without a CA, building one loads the system CA bundle: 27 ms)
+            key = (*sorted(sslp.items()), *(_mtime(sslp.get(f)) for f in ("ca", "cert", "key")))
+            with self._preferred_tls_lock:
+                context = self._tls_contexts.get(key)
+                if context is None:
+                    context = self._tls_contexts[key] = super()._create_ssl_ctx(sslp)
+                return context
 
         _postfork_reset_pending = False
 
@@ -125,6 +161,19 @@ def _connect_kwargs(url: DatabaseURL, connect_timeout: float, autocommit: bool) 
     for key in ("read_timeout", "write_timeout"):
         if key in url.options:
             kwargs[key] = url.options[key]
-    if url.tls:
-        kwargs["ssl"] = url.tls
+    kwargs.update(_tls_kwargs(url))
     return kwargs
+
+
+def _tls_kwargs(url: DatabaseURL) -> dict[str, Any]:
+    """``ssl_mode`` as PyMySQL's ``ssl`` dict (see drivers/tls.py for the meanings). Its own
+    ``ssl_ca=`` keyword checks nothing unless told; the dict states every check."""
+    mode = url.ssl_mode
+    files = tls_files(url)
+    if mode == "disabled":
+        return {"ssl_disabled": True}
+    if mode in ("preferred", "required"):
+        files.pop("ca", None)  # unauthenticated: no CA, so PyMySQL uses CERT_NONE
+        return {"ssl": {**files, "check_hostname": False}}
+    verify_name = mode == "verify_identity"
+    return {"ssl": {**files, "check_hostname": verify_name, "verify_mode": ssl.CERT_REQUIRED}}
