@@ -23,13 +23,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..drivers import connect
+from ..errors import ConfigError
 from ..install import WarmReport
 from ..service.schema import seed_database
 from ..service.settings import EVENT_LOG_VAR
 from ..tools.database import selected_database
 from ..tools.serve.command import ServeOptions
 from ..tools.serve.runner import ServiceProcess, free_port
-from ..url import DatabaseURL
+from ..url import DatabaseURL, parse_url
 from . import analysis, loadgen
 from .delay_proxy import ProxyProcess, proxied, proxy_target
 from .scenarios import ORM, STORMS, Scenario
@@ -154,7 +155,7 @@ class Suite:
         report: dict[str, Any] = {
             "schema": "postfork-bench/1",
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "command": "postfork " + " ".join(sys.argv[1:]) if sys.argv else "",
+            "command": "postfork " + " ".join(_redacted(sys.argv[1:])) if sys.argv else "",
             "machine": machine(),
             "settings": {**asdict(opts), "open_rate": opts.open_rate, "database_url": None},
         }
@@ -321,3 +322,17 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
     }
+
+
+def _redacted(argv: list[str]) -> list[str]:
+    """The command line as recorded in the JSON: a database URL's password never."""
+    shown = []
+    for arg in argv:
+        flag, equals, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+        if "://" in value:
+            try:
+                value = parse_url(value).redacted()
+            except ConfigError:
+                value = "<a malformed database URL>"
+        shown.append(f"{flag}{equals}{value}")
+    return shown
