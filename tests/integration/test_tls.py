@@ -210,3 +210,18 @@ def test_fork_matrix_over_tls(lab: TLSLab, driver: str, fork: str) -> None:
     assert report["children"] == 3 * len(EXIT_WAYS)
     control = forkcheck(url, "--naive", "--driver", driver, "--fork", fork)
     assert not control["parent_survived"], control
+
+
+def test_tls_given_through_connect_args_still_works(lab: TLSLab, driver: str) -> None:
+    """An ORM that passes its own ``ssl`` dict (connect_args) is not overridden by postfork's
+    default (no ssl_mode in the URL: nothing is forced off)."""
+    ssl = {"ca": str(lab.ca.path)}
+    with (
+        postfork.Pool(
+            lab.url("good"), driver=driver, min_idle=0, connect_args={"ssl": ssl}
+        ) as pool,
+        pool.connection() as conn,
+    ):
+        cursor = conn.cursor()
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        assert cursor.fetchone()[1].startswith("TLS_")

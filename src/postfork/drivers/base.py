@@ -81,6 +81,9 @@ class Driver(abc.ABC):
         """Open a connection; ``extra`` are driver connect arguments that override the URL's
         (``client_flag``, ``conv``...). Driver errors propagate (the pool translates them)."""
         kwargs = self.connect_kwargs(url, connect_timeout, autocommit)
+        if extra and any(key.startswith("ssl") for key in extra):
+            # TLS given as driver arguments (an ORM's own ssl dict) replaces the URL's, whole
+            kwargs = {key: value for key, value in kwargs.items() if not key.startswith("ssl")}
         conn = self.open(**{**kwargs, **(extra or {})})
         if url.ssl_mode in _ENCRYPTED_MODES and not self.encrypted(conn):
             # libmariadb (3.3) and PyMySQL both carry on in plain text when the server offers
