@@ -5,8 +5,11 @@ recycled workers."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +162,9 @@ def test_rate_files_and_the_slow_only_filter(
         assert re.search(rf"status=200 duration_ms=[\d.]+ pid={pid} request={number} ", log)
 
 
+COUNT = "postfork_request_duration_seconds_count{"
+
+
 def scrape(port: int) -> dict[str, float]:
     """Every sample of /metrics as {'name{label="v"}': value}."""
     response = get(port, "/metrics", timeout=10)
@@ -207,3 +213,48 @@ def test_metrics_add_up_over_recycled_workers(db: EmbeddedMariaDB, server: str) 
     assert (
         after["postfork_pool_idle_connections{}"] + after["postfork_pool_in_use_connections{}"] <= 4
     )
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
+def test_metrics_files_stay_few_and_counts_exact_under_recycling_and_scrapes(
+    db: EmbeddedMariaDB, server: str
+) -> None:
+    """Recycling every 5 requests while a scraper hits /metrics without pause: the recycled
+    workers' files are merged into the archive (the directory does not grow with respawns),
+    and the request counter equals the requests sent, exactly, across compactions that race
+    the scrapes."""
+    sent = 300
+    stop = threading.Event()
+    scrapes: list[float] = []
+
+    def scraper(port: int) -> None:
+        while not stop.is_set():
+            samples = scrape(port)
+            scrapes.append(sum(v for k, v in samples.items() if k.startswith(COUNT)))
+
+    with serve(db, server, "warm", processes=2, max_requests=5) as service:
+        directory = service._env["PROMETHEUS_MULTIPROC_DIR"]
+        baseline = sum(v for k, v in scrape(service.port).items() if k.startswith(COUNT))
+        thread = threading.Thread(target=scraper, args=(service.port,))
+        thread.start()
+        try:
+            requests(service.port, sent)
+        finally:
+            stop.set()
+            thread.join(30)
+        time.sleep(1.0)  # the last recycled workers are reaped by their master
+        final = scrape(service.port)  # a scrape compacts first: ended lives are merged
+        files = sorted(os.listdir(directory))
+    counted = sum(v for k, v in final.items() if k.startswith(COUNT))
+    # exact: neither lost nor doubled (the server's readiness probe is in the baseline, and
+    # /metrics requests are not counted)
+    assert counted == baseline + sent, (counted, baseline, sent)
+    assert all(b >= a for a, b in itertools.pairwise(scrapes)), "a count went back"
+    assert len(scrapes) >= 20  # the scrapes really raced the recycling
+    assert final["postfork_workers_started_total{}"] >= sent / 5 - 2  # ~60 lives recycled
+    db_files = [name for name in files if name.endswith(".db")]
+    # at most 3 files (counter, histogram, livesum gauge) per live process (2 workers and the
+    # master, which connected once while loading the app) plus the archives; without
+    # compaction: 3 per life, ~180
+    assert len(db_files) <= 3 * (2 + 1) + 2, files
+    assert {"counter_archive.db", "histogram_archive.db"} <= set(files)

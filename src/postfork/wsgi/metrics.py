@@ -2,8 +2,10 @@
 
 prometheus_client's multiprocess mode: every worker writes its samples to memory-mapped files
 in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``, answered by any worker, reads all of them. A
-recycled worker's counters and histograms stay in its files, so totals never go backwards;
-its live gauges (idle, in use) are removed when it exits.
+recycled worker's counters and histograms are merged into an archive once its life is over
+(``metrics_files``: off the request path, safe against a scrape at the same moment and against
+pid reuse), so totals never go backwards and the directory stays small; its live gauges (idle,
+in use) are removed when it exits.
 
 The pool's counters come from its events as they happen (a connect, a checkout, a wait, a
 discard); the gauges are set after each response when they changed.
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,11 +31,13 @@ from .. import environment, fork
 from ..errors import MissingExtra
 from ..pool import DISCARD_REASONS, DiscardReason, Lease, Pool, Slot
 from ..servers import Role, detect
+from . import metrics_files
 from .timing import RequestTiming
 
 log = logging.getLogger("postfork.metrics")
 
 METRICS_PATH = "/metrics"
+SWEEP_SECONDS = 5.0  # each worker compacts the directory about this often (jittered)
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
@@ -63,10 +70,11 @@ class ServiceMetrics:
     gauges, and the workers started. ``observe`` is a TimingMiddleware observer."""
 
     def __init__(self, pool: Pool) -> None:
-        ensure_multiprocess_dir()
+        self.directory = ensure_multiprocess_dir()
         # Imported here, after the directory is set (prometheus_client reads it at import), and
         # all at once: a first import in a dying worker's exit hook cost it 3 ms.
         client, self._exposition, self._multiprocess = _prometheus()
+        metrics_files.use_life_ids()  # before any metric exists: files named by worker life
         self._registry_class = client.CollectorRegistry
         Counter, Gauge, Histogram = client.Counter, client.Gauge, client.Histogram
         self.pool = pool
@@ -104,6 +112,7 @@ class ServiceMetrics:
         self._discards = {reason: self.discards.labels(reason=reason) for reason in DISCARD_REASONS}
         self._gauges = fork.PerProcess(lambda: [-1, -1])  # last values set by this process
         self._started = fork.OncePerProcess()  # counted in workers_started
+        self._sweeping = fork.OncePerProcess()  # the compaction thread, one per worker
         self._listen(pool)
         fork.add_exit_listener(self)
         fork.add_listener(self)
@@ -145,6 +154,23 @@ class ServiceMetrics:
         if self._started.first():
             self.workers.inc()  # the first write here creates all of this process's files
             self._set_gauges()
+            self._start_sweeping()
+
+    def _start_sweeping(self) -> None:
+        """A daemon thread per worker merges ended workers' files every few seconds, so the
+        directory stays small even when nobody scrapes (never in a master: not forked)."""
+        if not self._sweeping.first():
+            return
+
+        def sweep() -> None:
+            while True:
+                time.sleep(SWEEP_SECONDS * random.uniform(0.5, 1.5))
+                try:
+                    metrics_files.compact(self.directory)
+                except Exception as exc:  # a full disk, a removed directory: say so, go on
+                    log.warning("metrics compaction failed: %r", exc)
+
+        threading.Thread(target=sweep, name="postfork-metrics-sweep", daemon=True).start()
 
     def observe(
         self, environ: dict[str, Any], timing: RequestTiming, status: int, seconds: float
@@ -167,13 +193,20 @@ class ServiceMetrics:
     def at_exit(self) -> None:
         """A dying worker's live gauges go; its counters stay (totals never go backwards). Exit
         hooks may interrupt a pool call (see Pool._close_at_exit): nothing here takes its lock."""
-        self._multiprocess.mark_process_dead(os.getpid())
+        self._multiprocess.mark_process_dead(metrics_files.life_id())
+        try:  # the lives that ended before this one: merged now, off any request (no wait:
+            # a scrape in progress, here or elsewhere, leaves it to the next exit or sweep)
+            metrics_files.compact(self.directory)
+        except Exception as exc:
+            log.warning("metrics compaction at exit failed: %r", exc)
 
     def render(self) -> bytes:
         self._set_gauges()
+        metrics_files.compact(self.directory)  # at once or not at all: another one is running
         registry = self._registry_class()
         self._multiprocess.MultiProcessCollector(registry)
-        return bytes(self._exposition.generate_latest(registry))
+        with metrics_files.scrape_lock(self.directory):
+            return bytes(self._exposition.generate_latest(registry))
 
 
 class MetricsEndpoint:
