@@ -227,9 +227,15 @@ def test_metrics_files_stay_few_and_counts_exact_under_recycling_and_scrapes(
     stop = threading.Event()
     scrapes: list[float] = []
 
+    failures: list[str] = []
+
     def scraper(port: int) -> None:
         while not stop.is_set():
-            samples = scrape(port)
+            try:
+                samples = scrape(port)
+            except Exception as exc:  # recorded, and the test fails on it
+                failures.append(repr(exc))
+                continue
             scrapes.append(sum(v for k, v in samples.items() if k.startswith(COUNT)))
 
     with serve(db, server, "warm", processes=2, max_requests=5) as service:
@@ -245,6 +251,9 @@ def test_metrics_files_stay_few_and_counts_exact_under_recycling_and_scrapes(
         time.sleep(1.0)  # the last recycled workers are reaped by their master
         final = scrape(service.port)  # a scrape compacts first: ended lives are merged
         files = sorted(os.listdir(directory))
+    # Recycling every 5 requests, uWSGI once closed a scrape's connection without an answer
+    # (1 run in ~10; noted, not this test's subject): tolerated once or twice, never more.
+    assert len(failures) <= 2 and all("RemoteDisconnected" in f for f in failures), failures
     counted = sum(v for k, v in final.items() if k.startswith(COUNT))
     # exact: neither lost nor doubled (the server's readiness probe is in the baseline, and
     # /metrics requests are not counted)
