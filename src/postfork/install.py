@@ -44,6 +44,7 @@ class WarmReport:
     connect_seconds: float
     warmup_seconds: float  # the warm-up callback
     error: str | None = None  # why the pool is not warm (the worker serves 503 meanwhile)
+    ready: int | None = None  # connections idle once warm (some may predate the warm-up)
 
     @property
     def seconds(self) -> float:
@@ -59,9 +60,15 @@ class WarmReport:
                 f"pid {self.pid}: pool not warm, serving 503 until the database answers: "
                 f"{self.error}"
             )
+        already = (self.ready or 0) - self.connections
+        connections = (
+            f"{self.ready} connection(s) ready ({self.connections} opened now in "
+            f"{self.connect_seconds * 1e3:.1f} ms, {already} already open)"
+            if already > 0
+            else f"{self.connections} connection(s) in {self.connect_seconds * 1e3:.1f} ms"
+        )
         return (
-            f"pid {self.pid}: warm in {self.seconds * 1e3:.1f} ms: {self.connections} "
-            f"connection(s) in {self.connect_seconds * 1e3:.1f} ms, "
+            f"pid {self.pid}: warm in {self.seconds * 1e3:.1f} ms: {connections}, "
             f"warm-up {self.warmup_seconds * 1e3:.1f} ms"
         )
 
@@ -129,8 +136,17 @@ class Installation:
     def _report(
         self, started_at: float, opened: int, connect: float, warmup: float, error: str | None
     ) -> None:
+        ready = None if error is not None else self.pool.counts()[0]
         report = WarmReport(
-            os.getpid(), self.server, self.role.value, started_at, opened, connect, warmup, error
+            os.getpid(),
+            self.server,
+            self.role.value,
+            started_at,
+            opened,
+            connect,
+            warmup,
+            error,
+            ready,
         )
         self.last_report = report
         (log.info if error is None else log.warning)("%s", report.render())
@@ -234,6 +250,7 @@ def install(
     fork.add_listener(installation)
     upkeep.add(pool)
     if installation.role is Role.MASTER:
+        uwsgi_server.warn_about_recycling_once()
         _set_up_in_master(master_setup)
         fork.before_workers_fork()  # ORMs give back what they hold: closed just below
         _enter_master(installation, accelerate_respawns)

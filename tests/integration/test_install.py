@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from postfork import DatabaseURL, Pool, after_fork, install
+from postfork import DatabaseURL, Pool, WarmReport, after_fork, install
 
 from .conftest import admin_query
 
@@ -137,3 +137,19 @@ def test_master_holds_no_server_session_after_install_in_master_mode(
         for row in admin_query(database_url, "SELECT ID FROM information_schema.PROCESSLIST")
     }
     assert own not in ids  # closed cleanly on the server, not just forgotten
+
+
+def test_the_warm_line_counts_connections_opened_before_the_warm_up(
+    database_url: DatabaseURL,
+) -> None:
+    """An app that queried while it loaded (lazy-apps) leaves the pool warm already: the line
+    says how many connections are ready, not "0 connection(s)"."""
+    with Pool(database_url, min_idle=1, max_size=2) as pool:
+        with pool.connection():
+            pass  # the app's query at import: one idle connection before the warm-up
+        installation = install(pool, preload=False, upkeep_timer=False)  # warms now: no server
+        report = installation.last_report
+        assert report is not None and report.connections == 0 and report.ready == 1
+        assert "1 connection(s) ready (0 opened now in" in report.render()
+        assert "1 already open" in report.render()
+        assert WarmReport.from_json(report.to_json()) == report

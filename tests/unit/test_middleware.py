@@ -193,3 +193,22 @@ def test_timing_counts_only_what_happens_inside_its_request(pool: Pool) -> None:
     timing = dict(item.split(";dur=") for item in headers["Server-Timing"].split(", "))
     assert float(timing["db-connect"]) == 0  # the connect above belonged to no request
     assert float(timing["db"]) > 0
+
+
+def test_the_synthetic_warm_up_is_not_counted_as_a_request(
+    pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """install()'s warm-up runs through the app, but the exit line, X-Worker numbers, the
+    access log and the metrics count only the server's requests."""
+    app = TimingMiddleware(make_app(pool))
+    seen: list[str] = []
+    app.observers.append(lambda environ, timing, status, seconds: seen.append("observed"))
+    warm = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "QUERY_STRING": "", "postfork.warmup": True}
+    with caplog.at_level(logging.INFO, logger="postfork.access"):
+        body = app(warm, lambda status, headers, *exc: None)
+        assert b"".join(body)  # the app ran
+        assert app.requests.in_this_process()[0] == 0 and not seen
+        _, headers, _ = call(app)
+    assert headers["X-Worker"] == f"{os.getpid()}/1"  # the first real request is number 1
+    assert app.requests.in_this_process()[0] == 1 and seen == ["observed"]
+    assert len([r for r in caplog.records if r.name == "postfork.access"]) == 1

@@ -139,6 +139,48 @@ def exit_hooks_may_interrupt(requests_served: int) -> bool:
     return not 0 < limit <= requests_served
 
 
+UWSGI_MIN_WORKER_LIFETIME_DEFAULT = 10  # seconds, uWSGI 2.0.31
+
+
+def recycling_warning() -> str | None:
+    """Under uWSGI with ``max-requests``: a ``min-worker-lifetime`` above 0 (10 s unless set)
+    means no worker is recycled younger than that, whatever max-requests says."""
+    uwsgi = _uwsgi()
+    if uwsgi is None or _uwsgi_number(uwsgi, "max-requests") <= 0:
+        return None
+    explicit = uwsgi.opt.get("min-worker-lifetime") is not None
+    lifetime = (
+        _uwsgi_number(uwsgi, "min-worker-lifetime")
+        if explicit
+        else UWSGI_MIN_WORKER_LIFETIME_DEFAULT
+    )
+    if lifetime == 0:
+        return None
+    where = "" if explicit else ", uWSGI's default"
+    return (
+        f"max-requests is set but min-worker-lifetime is {lifetime} s{where}: uWSGI recycles no "
+        f"worker younger than that, so under load workers outlive max-requests and then recycle "
+        f"together; set min-worker-lifetime = 0 to recycle at max-requests alone"
+    )
+
+
+_warned_in: list[int] = []  # the pid that said it (a master says it once)
+
+
+def warn_about_recycling_once(*, to_stderr: bool = False) -> None:
+    """The warning above, said where the user looks: the server's log. Called in the master
+    only (``install()`` there, or ``postfork.accelerate`` with lazy-apps): one line per server.
+    ``to_stderr``: before logging is configured (a shared import), in uWSGI's own style."""
+    if os.getpid() in _warned_in:
+        return
+    _warned_in.append(os.getpid())
+    warning = recycling_warning()
+    if warning and to_stderr:
+        print(f"*** postfork WARNING: {warning} ***", file=sys.stderr, flush=True)
+    elif warning:
+        log.warning("%s", warning)
+
+
 def _uwsgi_request_limit(uwsgi: ModuleType) -> int:
     """This worker's max-requests: uWSGI adds (worker id - 1) x max-requests-delta."""
     limit = _uwsgi_number(uwsgi, "max-requests")

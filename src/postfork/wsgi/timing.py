@@ -153,6 +153,9 @@ class WorkerRequests:
 # -- the middleware ----------------------------------------------------------------------------
 
 
+WARMUP_KEY = "postfork.warmup"  # set in the environ of install()'s synthetic warm-up request
+
+
 class TimingMiddleware:
     """``Server-Timing``, ``X-Worker`` and one access-log line per request.
 
@@ -192,6 +195,8 @@ class TimingMiddleware:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        if environ.get(WARMUP_KEY):  # postfork's synthetic warm-up: not one of the server's
+            return self._warmup(environ, start_response)
         served = self.requests.next()
         pid, number = served.pid, served.count
         timing = RequestTiming()
@@ -222,3 +227,16 @@ class TimingMiddleware:
                 access_log.log.info(line)
 
         return ClosingBody(body, finished)
+
+    def _warmup(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """The warm-up runs through the app (that is its point) but is not a request the
+        server counted: not numbered, not in the access log, metrics or the exit line."""
+        timing = RequestTiming()
+        token = _current.set(timing)
+        environ[TIMING_KEY] = timing
+        try:
+            return self.app(environ, start_response)
+        finally:
+            _current.reset(token)
