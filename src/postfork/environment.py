@@ -69,3 +69,9 @@ def export(name: str, value: str) -> None:
     """Set a variable for this process and the children it starts (e.g. a metrics directory
     created by the process that loads the app, inherited by its workers)."""
     os.environ[name] = value
+
+
+def fast_worker_exit() -> bool:
+    """``POSTFORK_FAST_WORKER_EXIT``: a gunicorn worker recycled by max_requests skips the
+    interpreter's teardown (default true)."""
+    return switch("POSTFORK_FAST_WORKER_EXIT", True)

@@ -11,7 +11,8 @@
 - ``post_request(worker, req, environ, resp)``, after each response is sent: the pools' upkeep
   (connections near the end of their life replaced, off the request path).
 - ``worker_exit(server, worker)``, in a worker on its way out: its exit line is logged and its
-  connections close cleanly.
+  connections close cleanly; a worker recycled by ``max_requests`` then exits without the
+  interpreter's teardown (``POSTFORK_FAST_WORKER_EXIT=false`` turns that off).
 
 Without them postfork still works under gunicorn (it forks with ``os.fork()``, which
 ``os.register_at_fork`` covers), but the arbiter's role is then guessed from gunicorn's code on
@@ -20,11 +21,13 @@ the stack. If your configuration has its own hook of the same name, call ours fr
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import sys
 from typing import Any
 
-from . import fork
+from . import environment, fork
 from .install import installation_of
 from .pool import Pool
 from .servers import gunicorn as gunicorn_server
@@ -69,4 +72,28 @@ def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
+    """Exit listeners first (the exit line, connections closed cleanly). Then a worker that
+    leaves because it reached ``max_requests`` skips the interpreter's teardown, as uWSGI's
+    ``skip-atexit-teardown`` does: atexit hooks run and the logs are flushed, then
+    ``os._exit(0)``; the arbiter replaces it sooner. Every other exit (a boot error, a signal,
+    a crash) is left to gunicorn, with its exit codes."""
     fork.process_exiting()
+    if environment.fast_worker_exit() and _recycled(worker):
+        _exit_without_teardown()
+
+
+def _recycled(worker: Any) -> bool:
+    served, limit = getattr(worker, "nr", 0), getattr(worker, "max_requests", 0)
+    return isinstance(served, int) and isinstance(limit, int) and 0 < limit <= served
+
+
+def _exit_without_teardown() -> None:
+    log.info("pid %d: recycled: exiting without interpreter teardown", os.getpid())
+    try:
+        atexit._run_exitfuncs()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(0)
