@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +29,11 @@ from tests.tls_ca import TestCA, tls_server_args  # noqa: E402
 from postfork.bench.delay_proxy import ProxyProcess  # noqa: E402
 from postfork.drivers import load_driver  # noqa: E402
 from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
+from postfork.tools.serve.runner import free_port  # noqa: E402
 from postfork.url import DatabaseURL  # noqa: E402
 
 PASSWORD = "bench-tls"
 MODES = ("disabled", "verify_identity")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def connect_costs(url: DatabaseURL, proxy: ProxyProcess, connects: int) -> dict[str, Any]:

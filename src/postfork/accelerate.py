@@ -15,4 +15,4 @@ from .servers.uwsgi import accelerate_respawns as _accelerate
 from .servers.uwsgi import warn_about_recycling_once
 
 active = _enabled() and _accelerate()
-warn_about_recycling_once(to_stderr=True)  # says when min-worker-lifetime defeats max-requests
+warn_about_recycling_once(server_log=True)  # says when min-worker-lifetime defeats max-requests

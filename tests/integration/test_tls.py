@@ -6,7 +6,6 @@ matrix over TLS with its unprotected control."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from postfork import DatabaseURL
 from postfork.tools.embedded import EmbeddedMariaDB
 from postfork.tools.forkcheck import EXIT_WAYS
 from postfork.tools.forkcheck import run_in_subprocess as forkcheck
+from postfork.tools.serve.runner import free_port
 from tests.tls_ca import TestCA, tls_server_args
 
 PASSWORD = "tls-secret"
@@ -39,12 +39,6 @@ class TLSLab:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSLab]:
     directory = tmp_path_factory.mktemp("tls")
@@ -60,7 +54,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSLab]:
     try:
         for name, cert in {**certificates, "plain": None}.items():
             args = tls_server_args(ca, cert) if cert else []
-            server = EmbeddedMariaDB(port=_free_port(), server_args=args)
+            server = EmbeddedMariaDB(port=free_port(), server_args=args)
             servers[name] = server
             server.start()
             server.execute(f"CREATE USER 'app'@'%' IDENTIFIED BY '{PASSWORD}'")

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..url import DatabaseURL
+from .lines import send_line
 
 _CHUNK = 65536
 _EOF = b""
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGUSR1, lambda *_: asked.put("sample"))
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     threading.Thread(target=_read_commands, args=(asked,), daemon=True).start()
-    print(f"LISTEN 127.0.0.1:{proxy.port}", flush=True)
+    send_line(f"LISTEN 127.0.0.1:{proxy.port}")
     while True:
         what = asked.get()
         if what in HOLD_COMMANDS:
@@ -261,14 +262,14 @@ def main(argv: list[str] | None = None) -> None:
                 proxy.flow()
             else:
                 proxy.hold(handshakes_only=what == "hold-handshakes")
-            print(f"OK {what}", flush=True)
+            send_line(f"OK {what}")
             continue
         if what not in ("sample", "stop"):
-            print(f"ERROR unknown command {what!r}", flush=True)
+            send_line(f"ERROR unknown command {what!r}")
             continue
         with proxy._lock:
             line = json.dumps(asdict(proxy.counters))
-        print(line, flush=True)  # the counters so far (a sample), or the last ones
+        send_line(line)  # the counters so far (a sample), or the last ones
         if what == "stop":
             break
     proxy.close()

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..wsgi.timing import parse_server_timing, parse_worker
+from .lines import send_line
 
 TRANSPORT_ERROR = 0  # status recorded when no HTTP response arrived (refused, reset, timeout)
 COLUMNS = ("due", "sent", "done", "status", "pid", "number", "connect_ms", "app_ms")
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--null-server", action="store_true", help="answer every request at once")
     args = parser.parse_args(argv)
     if args.null_server:
-        asyncio.run(_null_server(lambda port: print(f"LISTEN {port}", flush=True)))
+        asyncio.run(_null_server(lambda port: send_line(f"LISTEN {port}")))
         return
     if not args.spec or not args.out:
         parser.error("--spec and --out are required")

@@ -19,9 +19,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 from ..errors import ConfigError
+from .tcp import borrowed_socket
 
 # a ContextVar, not a threading.local: its get() is one C call, no exception when unset
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
@@ -47,22 +47,31 @@ class Deadline:
         return f"<Deadline {self.seconds:g}s, {self.remaining():.3f}s left>"
 
 
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[Deadline]:
-    """Bound the database work of the block (``with postfork.deadline(2.5):``). Nested, the
-    earlier of the two deadlines holds."""
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0:
-        raise ConfigError(f"a deadline must be a positive number of seconds, got {seconds!r}")
-    outer = _current.get()
-    limit = Deadline(float(seconds))
-    if outer is not None and outer.expires < limit.expires:
-        limit = outer
-    token = _current.set(limit)
-    try:
-        yield limit
-    finally:
-        _current.reset(token)
-        if limit is not outer and limit.watched:
+class deadline:
+    """Bound the database work of the block (``with postfork.deadline(2.5):``); ``as`` gives
+    the :class:`Deadline`. Nested, the earlier of the two holds. A class, not a generator-based
+    context manager: it runs on every request (1.7 us instead of 2.7 here)."""
+
+    __slots__ = ("_limit", "_outer", "_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0:
+            raise ConfigError(f"a deadline must be a positive number of seconds, got {seconds!r}")
+        self._seconds = float(seconds)
+
+    def __enter__(self) -> Deadline:
+        outer = self._outer = _current.get()
+        limit = Deadline(self._seconds)
+        if outer is not None and outer.expires < limit.expires:
+            limit = outer
+        self._limit = limit
+        self._token = _current.set(limit)
+        return limit
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
+        limit = self._limit
+        if limit is not self._outer and limit.watched:
             # a lease that outlives the block (a persistent connection) is no longer cut off
             WATCHDOG.unwatch_all(limit.watched)
 
@@ -129,18 +138,10 @@ class _Watchdog:
 
 
 def _shut_down(fd: int) -> None:
-    """End the session's TCP or unix stream where it stands: the blocked read sees EOF. The
-    driver's own fd stays open (closed by the driver), so no fd number is reused under it."""
-    try:
-        sock = socket.socket(fileno=os.dup(fd))
-    except OSError:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        sock.close()
+    """End the session's TCP or unix stream where it stands: the blocked read sees EOF."""
+    with borrowed_socket(fd) as sock, contextlib.suppress(OSError):
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 WATCHDOG = _Watchdog()

@@ -149,20 +149,17 @@ class Lease:
             if not WATCHDOG.unwatch(self._watch):  # the deadline cut it off: socket shut down
                 self._invalid = self._timed_out = True
             self._watch = 0
-        if not self._checked_out_at:  # nobody listened when it began
-            if self._timed_out:
-                self._end_timed_out(slot, exc)
-                return
-            pool._checkin(slot, exc, self._invalid)
-            return
-        self.held_seconds = time.perf_counter() - self._checked_out_at
-        self._checked_out_at = 0.0
+        listened = self._checked_out_at  # 0.0: nobody listened when it began
+        if listened:
+            self.held_seconds = time.perf_counter() - listened
+            self._checked_out_at = 0.0
         if self._timed_out:
             self._end_timed_out(slot, exc)
         else:
             pool._checkin(slot, exc, self._invalid)
-        for listener in pool.events.checkin:
-            listener(pool, self)
+        if listened:
+            for listener in pool.events.checkin:
+                listener(pool, self)
 
     def _end_timed_out(self, slot: Slot, exc: BaseException | None) -> None:
         self._timed_out = False

@@ -317,9 +317,10 @@ class Pool:
         if self._pid != _getpid():
             self._ensure_process()
         deadline = time.monotonic() + self.checkout_timeout
-        cut = limit is not None and limit.expires < deadline
-        if limit is not None and cut:
-            deadline = self._within(limit)
+        # the request's deadline, when it ends the wait before checkout_timeout does
+        cut = limit if limit is not None and limit.expires < deadline else None
+        if cut is not None:
+            deadline = self._within(cut)
         while True:
             doomed: list[Slot] = []
             try:
@@ -327,9 +328,9 @@ class Pool:
             except PoolTimeout as exc:
                 if self.events.timeout:
                     fire(self.events.timeout, self, exc.waited)
-                if limit is not None and cut:
+                if cut is not None:
                     waited_for = f"waited {exc.waited:.3f}s for a connection"
-                    raise _deadline_exceeded(limit, waited_for) from None
+                    raise _deadline_exceeded(cut, waited_for) from None
                 raise
             finally:
                 if doomed:
@@ -337,8 +338,8 @@ class Pool:
                 if self._leak_reports:
                     self._log_leaks()
             if slot.state is _CONNECTING:
-                if limit is not None and cut:
-                    return slot, waited, self._open_within(slot, limit)
+                if cut is not None:
+                    return slot, waited, self._open_within(slot, cut)
                 return slot, waited, self._open(slot, deadline=deadline, for_lease=True)
             if self._driver.reset_pending(slot.conn) and not self._settle(slot):
                 continue  # its rollback's reply said it is dead: it was discarded, next one
@@ -435,10 +436,8 @@ class Pool:
         self._close_all(doomed)
 
     def _connect_would_wait_on_silence(self) -> bool:
-        """Under the lock: a connect now would likely wait for a silent server."""
-        if not self.degraded:
-            self._silent_at = 0.0
-            return False
+        """Under the lock, with ``_silent_at`` set (a successful connect clears it): a
+        connect now would likely wait for the silent server too."""
         return self._probing() or time.monotonic() - self._silent_at < SILENCE_BACKOFF
 
     def _probing(self) -> bool:

@@ -9,33 +9,46 @@ whose sent data stays unacknowledged that long. Unix sockets have no peer to los
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 
 KEEPALIVE_PROBES = 3
+
+
+@contextlib.contextmanager
+def borrowed_socket(fd: int) -> Iterator[socket.socket | None]:
+    """A socket object on a duplicate of a driver's fd (None if it is gone): options set and a
+    shutdown done through it act on the driver's socket, and closing it closes only the copy,
+    so no fd number is ever freed under the driver."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        yield None
+        return
+    try:
+        yield sock
+    finally:
+        sock.close()
 
 
 def detect_dead_peers(fd: int, seconds: float) -> bool:
     """Declare the peer dead after about ``seconds`` of silence (idle: half of it, then
     ``KEEPALIVE_PROBES`` probes); False when the socket is not TCP (or the OS refuses)."""
-    try:
-        sock = socket.socket(fileno=os.dup(fd))
-    except OSError:
-        return False
-    try:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+    with borrowed_socket(fd) as sock:
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
             return False
         idle = max(1, int(seconds / 2))
         interval = max(1, int((seconds - idle) / KEEPALIVE_PROBES))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
-        if hasattr(socket, "TCP_USER_TIMEOUT"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
+        except OSError:
+            return False
         return True
-    except OSError:
-        return False
-    finally:
-        sock.close()

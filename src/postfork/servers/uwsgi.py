@@ -164,19 +164,22 @@ def recycling_warning() -> str | None:
     )
 
 
-_warned_in: list[int] = []  # the pid that said it (a master says it once)
+_warned_pid = 0  # the process that said it (a master says it once)
 
 
-def warn_about_recycling_once(*, to_stderr: bool = False) -> None:
+def warn_about_recycling_once(*, server_log: bool = False) -> None:
     """The warning above, said where the user looks: the server's log. Called in the master
     only (``install()`` there, or ``postfork.accelerate`` with lazy-apps): one line per server.
-    ``to_stderr``: before logging is configured (a shared import), in uWSGI's own style."""
-    if os.getpid() in _warned_in:
+    ``server_log``: through uWSGI's own logger, for a shared import, which runs before the
+    app has configured Python's logging."""
+    global _warned_pid
+    if _warned_pid == os.getpid():
         return
-    _warned_in.append(os.getpid())
+    _warned_pid = os.getpid()
     warning = recycling_warning()
-    if warning and to_stderr:
-        print(f"*** postfork WARNING: {warning} ***", file=sys.stderr, flush=True)
+    uwsgi = _uwsgi()
+    if warning and server_log and uwsgi is not None:
+        uwsgi.log(f"postfork WARNING: {warning}")
     elif warning:
         log.warning("%s", warning)
 
