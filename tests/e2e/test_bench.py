@@ -101,6 +101,12 @@ def test_the_proxy_is_measured_and_the_shipped_config_respawns_fast(
     assert proxy["delay_ms"] == 1.0
     assert 1.5 < proxy["added_round_trip_ms"] < 5.0  # 2 x 1 ms plus the proxy's own cost
     assert report["generator"]["ceiling_rps"] > 0
+    load = report["load"]  # the no-recycle closed loop ran first and sized the open loop
+    assert load["capacity_rps"] > 60 and load["open_rate"] == 60
+    assert load["chosen"] == "asked (--rate)"
+    assert report["scenarios"]["no-recycle"]["closed_loop"]["rps"] == pytest.approx(
+        load["capacity_rps"], rel=0.01
+    )
     shipped = report["storms"]["storm: shipped"]
     assert shipped["respawns"] > 0
     assert shipped["respawn_gap_to_fork_p50_ms"] is not None
@@ -136,3 +142,27 @@ def test_bad_input_is_one_line_without_a_password(args: list[str], message: str)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
+
+
+@pytest.mark.timeout(180)
+def test_a_rate_above_the_measured_capacity_is_refused_and_nothing_is_left_running() -> None:
+    servers_before = _running("deploy/uwsgi.ini")
+    with EmbeddedMariaDB() as server:
+        done = subprocess.run(
+            [POSTFORK, "bench", "--database-url", server.url.render_secret(), "--no-storms",
+             "--scenarios", "lazy", "--processes", "2", "--rate", "1000000",
+             "--closed-duration", "1.5", "--duration", "2"],
+            capture_output=True, text=True, timeout=150,
+        )  # fmt: skip
+        proxies = _running(f"delay_proxy --target unix:{server.socket}")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--rate 1e+06 req/s is above the" in done.stderr
+    assert "measures only its growing queue" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert proxies == set()
+    assert _running("deploy/uwsgi.ini") <= servers_before
+
+
+def _running(command_part: str) -> set[str]:
+    found = subprocess.run(["pgrep", "-f", command_part], capture_output=True, text=True)
+    return set(found.stdout.split())

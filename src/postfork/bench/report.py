@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .suite import HIGH_LOAD_SHARE
+
 ATTRIBUTION = ("first-request", "respawn-wait", "other")
 
 # -- targets -------------------------------------------------------------------------------
@@ -151,7 +153,19 @@ def warnings(report: dict[str, Any]) -> list[str]:
             f"a closed loop reached {generator['peak_share_of_ceiling']:.0%} of the load "
             "generator's own ceiling: its req/s may be the generator's limit, not the service's"
         )
+    load = report.get("load") or {}
+    rate = report["settings"]["open_rate"]
+    if load.get("capacity_rps") and rate > HIGH_LOAD_SHARE * load["capacity_rps"]:
+        notes.append(
+            f"the open loop's {rate:.0f} req/s is {rate / load['capacity_rps']:.0%} of the "
+            f"{load['capacity_rps']:.0f} req/s capacity: its latencies include queueing"
+        )
     for name, figures in {**report["scenarios"], **report.get("orm", {})}.items():
+        if figures["closed_loop"]["rps"] < rate:
+            notes.append(
+                f"{name}: its closed loop served {figures['closed_loop']['rps']:.0f} req/s, "
+                f"below the open loop's {rate:.0f}: its open-loop figures measure a queue"
+            )
         if figures["send_lag_p99_ms"] > 1.0:
             notes.append(
                 f"{name}: the generator sent 1% of requests more than "
@@ -180,12 +194,21 @@ def _table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> Table
     return table
 
 
+def _load_choice(load: dict[str, Any] | None) -> str:
+    """How the open-loop rate relates to the capacity (older JSON files have no ``load``)."""
+    if not load or not load.get("capacity_rps"):
+        return ""
+    share = load["open_rate"] / load["capacity_rps"]
+    return f"({share:.0%} of the {load['capacity_rps']:.0f} req/s capacity, {load['chosen']}) "
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     settings = report["settings"]
     proxy = report["proxy"]
     console.print(
         f"[bold]postfork bench[/bold]: {settings['server']}, {settings['processes']} processes, "
         f"max-requests {settings['max_requests']}; open loop {settings['open_rate']:.0f} req/s "
+        f"{_load_choice(report.get('load'))}"
         f"for {settings['duration']:.0f} s, closed loop {settings['connections']} connections; "
         f"database {report['database']['url']} [{report['database']['origin']}]"
     )

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..drivers import connect
-from ..errors import ConfigError
+from ..errors import ConfigError, Error
 from ..install import WarmReport
 from ..service.schema import seed_database
 from ..service.settings import EVENT_LOG_VAR
@@ -38,6 +38,19 @@ from .scenarios import ORM, STORMS, Scenario
 SETTLE_SECONDS = 1.0  # after the server answers: the other workers finish their start-up
 # Before the first measured run, unrecorded: page cache, buffer pool, CPU frequency, the proxy.
 SYSTEM_WARMUP = loadgen.LoadSpec(port=0, duration=2.0, connections=4)
+# The default open-loop rate, as a share of the capacity the bench measures (the no-recycle
+# closed loop, run first): far enough below it that the tail is what recycling costs, not a
+# queue. Above the capacity an open loop measures only its own backlog, so the bench refuses.
+DEFAULT_LOAD_SHARE = 0.2
+HIGH_LOAD_SHARE = 0.5  # above this share of capacity an asked rate gets a warning
+
+
+class NoCapacity(Error):
+    """The reference server answered nothing: there is no capacity to size a load from."""
+
+
+class OverCapacity(ConfigError):
+    """The asked open-loop rate is above what the machine serves with this configuration."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,7 @@ class BenchOptions:
     processes: int = 4
     max_requests: int = 100
     db_delay_ms: float = 1.0
-    rate: float = 0.0  # open loop req/s; 0: 50 per process
+    rate: float = 0.0  # open loop req/s; 0: DEFAULT_LOAD_SHARE of the measured capacity
     duration: float = 60.0  # open loop seconds per scenario
     closed_duration: float = 20.0
     connections: int = 8
@@ -57,9 +70,20 @@ class BenchOptions:
     database_url: str | None = None
     scenario_names: tuple[str, ...] = ()
 
-    @property
-    def open_rate(self) -> float:
-        return self.rate or 50.0 * self.processes
+    def open_rate(self, capacity_rps: float) -> float:
+        """The asked rate, else the default share of the capacity the no-recycle closed loop
+        measured (the first scenario to run); refuses a rate above that capacity."""
+        if not self.rate:
+            return round(DEFAULT_LOAD_SHARE * capacity_rps, 1)
+        if self.rate > capacity_rps:
+            raise OverCapacity(
+                f"--rate {self.rate:g} req/s is above the {capacity_rps:.0f} req/s this machine "
+                f"served with {self.processes} processes and no recycling (closed loop, "
+                f"{self.connections} connections): an open loop above capacity measures only "
+                f"its growing queue. Ask for at most {capacity_rps:.0f}, or leave --rate out "
+                f"for {DEFAULT_LOAD_SHARE:.0%} of the capacity."
+            )
+        return self.rate
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
@@ -143,6 +167,8 @@ class Suite:
         self._done = 0.0  # planned seconds of work finished
         self._system_warm = False
         self._proxy: ProxyProcess | None = None
+        self.capacity_rps = 0.0  # the no-recycle closed loop's throughput, measured first
+        self.rate = 0.0  # the open loop's rate, from the capacity unless asked
         # sorted latencies per run, for the plot: {panel: {name: [ms]}}
         self.curves: dict[str, dict[str, list[float]]] = {
             "open loop": {},
@@ -157,7 +183,7 @@ class Suite:
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "command": "postfork " + " ".join(_redacted(sys.argv[1:])) if sys.argv else "",
             "machine": machine(),
-            "settings": {**asdict(opts), "open_rate": opts.open_rate, "database_url": None},
+            "settings": {**asdict(opts), "database_url": None},
         }
         with selected_database(opts.database_url) as (url, origin):
             report["database"] = {"url": url.redacted(), "origin": origin}
@@ -181,6 +207,13 @@ class Suite:
                 run.scenario.name: self._story_figures(run, "ORMs, open loop") for run in orms
             }
         report["storms"] = {run.scenario.name: self._storm_figures(run) for run in storms}
+        report["settings"]["open_rate"] = self.rate
+        report["load"] = {
+            "capacity_rps": self.capacity_rps,
+            "open_rate": self.rate,
+            "share_of_capacity": self.rate / self.capacity_rps if self.capacity_rps else None,
+            "chosen": "asked (--rate)" if opts.rate else f"default: {DEFAULT_LOAD_SHARE:.0%}",
+        }
         report["generator"].update(generator_load(runs, report["generator"]["ceiling_rps"]))
         return report
 
@@ -217,17 +250,20 @@ class Suite:
                 self._system_warm = True
             self._done += SETTLE_SECONDS + 2.0
             before = self._proxy.sample() if self._proxy is not None else None
-            open_loop = None
-            if not storm:
-                spec = loadgen.LoadSpec(
-                    port=service.port, duration=opts.duration, rate=opts.open_rate
-                )
-                open_loop = self._load(f"{label}: open loop", spec)
             duration = opts.storm_duration if storm else opts.closed_duration
-            spec = loadgen.LoadSpec(
+            closed = loadgen.LoadSpec(
                 port=service.port, duration=duration, connections=opts.connections
             )
-            closed_loop = self._load(f"{label}: closed loop", spec)
+            open_loop = closed_loop = None
+            if not self.capacity_rps:  # the first scenario (no-recycle): its closed loop first
+                closed_loop = self._load(f"{label}: closed loop (capacity)", closed)
+                self.capacity_rps = capacity_rps(closed_loop, label)
+                self.rate = opts.open_rate(self.capacity_rps)
+            if not storm:
+                spec = loadgen.LoadSpec(port=service.port, duration=opts.duration, rate=self.rate)
+                open_loop = self._load(f"{label}: open loop", spec)
+            if closed_loop is None:
+                closed_loop = self._load(f"{label}: closed loop", closed)
             after = self._proxy.sample() if self._proxy is not None else None
         served = len(closed_loop.samples) + (len(open_loop.samples) if open_loop else 0)
         return open_loop, closed_loop, per_request(before, after, served)
@@ -266,6 +302,18 @@ class Suite:
             figures[f"respawn_gap_{name}_p99_ms"] = analysis.percentile(values, 99.0)
             figures[f"respawn_gap_{name}_max_ms"] = values[-1] if values else math.nan
         return figures
+
+
+def capacity_rps(result: loadgen.LoadResult, label: str) -> float:
+    """Answers per second of a closed loop, counting only the ones that succeeded."""
+    answered = sum(1 for status in result.samples.status if status == 200)
+    if not answered or result.elapsed <= 0:
+        raise NoCapacity(
+            f"{label}: the server answered no request with 200 in its {result.elapsed:.0f} s "
+            "closed loop; nothing to measure (run `postfork serve` with the same options to "
+            "see its log)"
+        )
+    return answered / result.elapsed
 
 
 def per_request(

@@ -68,7 +68,10 @@ def add_parser(commands: Any) -> None:
         help="one-way delay of the proxy between the service and the database (0: no proxy)",
     )
     parser.add_argument(
-        "--rate", type=options.positive_float, help="open loop req/s (default: 50 per process)"
+        "--rate",
+        type=options.positive_float,
+        help="open loop req/s (default: 20%% of the capacity the no-recycle closed loop "
+        "measures first; a rate above that capacity is refused)",
     )
     parser.add_argument(
         "--duration", type=options.positive_float, help="open loop seconds per scenario (60)"
