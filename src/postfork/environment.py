@@ -72,6 +72,7 @@ def export(name: str, value: str) -> None:
 
 
 def fast_worker_exit() -> bool:
-    """``POSTFORK_FAST_WORKER_EXIT``: a gunicorn worker recycled by max_requests skips the
-    interpreter's teardown (default true)."""
+    """``POSTFORK_FAST_WORKER_EXIT``: a worker recycled by max-requests (gunicorn's
+    max_requests, uWSGI's max-requests) leaves right after its exit hooks, without the
+    teardown that follows (default true)."""
     return switch("POSTFORK_FAST_WORKER_EXIT", True)

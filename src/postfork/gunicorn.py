@@ -88,7 +88,7 @@ def _recycled(worker: Any) -> bool:
 
 
 def _exit_without_teardown() -> None:
-    log.info("pid %d: recycled: exiting without interpreter teardown", os.getpid())
+    log.info("pid %d: recycled: exiting without teardown", os.getpid())
     try:
         atexit._run_exitfuncs()
         for handler in logging.getLogger().handlers:

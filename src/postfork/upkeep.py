@@ -9,6 +9,11 @@
 - and in each worker a daemon thread sleeps until the next connection enters its refresh
   window, so an idle worker's connections are replaced too, and short lifetimes are caught in
   time. Never in a master: a thread there would be forked into every worker.
+
+The same thread runs postfork's other periodic work in a worker (``every()``: the metrics
+directory's sweep). One thread, not one per job: when a worker exits, every thread it has must
+get a CPU to die before its master hears of the exit, and on busy cores each one was measured
+to add milliseconds to the respawn.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import fork
 from .pool import Pool
@@ -29,6 +36,14 @@ MIN_SLEEP = 0.05  # never a busy loop, even when maintenance is overdue
 RETRY_SLEEP = 1.0  # after maintain() failed (the database is down): try again in a second
 
 
+@dataclass
+class _Periodic:
+    name: str
+    period: Callable[[], float]  # seconds until the next run, asked after each run
+    task: Callable[[], object]
+    due: float = 0.0  # monotonic
+
+
 class Upkeep:
     """The installed pools' maintenance: after responses and on a per-worker timer."""
 
@@ -37,6 +52,7 @@ class Upkeep:
         self._timer_started = fork.OncePerProcess()
         self._wake = threading.Event()
         self._hooked_uwsgi = False
+        self._periodic: dict[str, _Periodic] = {}
 
     def add(self, pool: Pool) -> None:
         self._pools.add(pool)
@@ -58,6 +74,14 @@ class Upkeep:
             if degraded:
                 self._wake.set()
 
+    def every(self, name: str, period: Callable[[], float], task: Callable[[], object]) -> None:
+        """Run ``task`` on this process's timer thread, ``period()`` seconds after each run (the
+        first after one period); starts the thread here if it is not running. A task's failure
+        is logged and it runs again a period later. Call it in a worker, not in a master."""
+        self._periodic[name] = _Periodic(name, period, task, time.monotonic() + period())
+        self.start_timer()
+        self._wake.set()
+
     def start_timer(self) -> None:
         """In a worker (or a process without a pre-fork server): the timer, once per process."""
         if self._timer_started.first():
@@ -70,6 +94,7 @@ class Upkeep:
             self._wake.wait(self._sleep())
             self._wake.clear()
             started = time.monotonic()
+            self._run_periodic(started)
             failed = not self._maintain_due()
             if failed:
                 time.sleep(max(0.0, RETRY_SLEEP - (time.monotonic() - started)))
@@ -77,7 +102,19 @@ class Upkeep:
     def _sleep(self) -> float:
         pools = list(self._pools)
         dues = [due for pool in pools if (due := pool.maintenance_due_in()) is not None]
+        now = time.monotonic()
+        dues += [periodic.due - now for periodic in list(self._periodic.values())]
         return min(MAX_SLEEP, max(MIN_SLEEP, min(dues, default=MAX_SLEEP)))
+
+    def _run_periodic(self, now: float) -> None:
+        for periodic in list(self._periodic.values()):
+            if periodic.due > now:
+                continue
+            try:
+                periodic.task()
+            except Exception as exc:  # a full disk, a removed directory: say so, go on
+                log.warning("periodic task %s failed: %r", periodic.name, exc)
+            periodic.due = time.monotonic() + periodic.period()
 
     def _maintain_due(self) -> bool:
         ok = True

@@ -78,3 +78,20 @@ def test_life_id_is_pid_and_start_time() -> None:
     assert not metrics_files.life_ended(metrics_files.life_id())
     assert metrics_files.life_ended(f"{os.getpid()}-1")
     assert not metrics_files.life_ended("archive") and not metrics_files.life_ended("1000")
+
+
+def test_the_directory_is_swept_as_often_at_2_writers_as_at_32(tmp_path: Path) -> None:
+    from postfork.wsgi.metrics import MAX_SWEEP_SECONDS, SWEEP_SECONDS, sweep_period
+
+    for life in ("11-5", "12-5"):
+        for kind in ("counter", "histogram", "gauge_livesum"):
+            write(tmp_path, f"{kind}_{life}.db", 1)
+    write(tmp_path, "counter_archive.db", 1)
+    assert metrics_files.writers(str(tmp_path)) == 2  # lives, not files; the archive is none
+    for writers in (2, 32):
+        periods = [sweep_period(writers) for _ in range(200)]
+        # each writer every `writers` x SWEEP_SECONDS (+-50%): the directory every SWEEP_SECONDS
+        assert 0.5 * SWEEP_SECONDS * writers <= min(periods)
+        assert max(periods) <= 1.5 * SWEEP_SECONDS * writers
+    assert sweep_period(10_000) == MAX_SWEEP_SECONDS
+    assert sweep_period(0) <= 1.5 * SWEEP_SECONDS

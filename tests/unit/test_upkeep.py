@@ -77,3 +77,30 @@ def test_the_uwsgi_after_request_hook_chains_what_was_there(
     assert calls == ["theirs", "ours"]
     monkeypatch.delitem(sys.modules, "uwsgi")
     assert not uwsgi_server.chain_after_request(lambda: None)  # outside uWSGI: nothing to hook
+
+
+def test_periodic_tasks_share_the_timer_thread_and_survive_their_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import threading
+
+    caplog.set_level(logging.WARNING, logger="postfork.upkeep")
+    upkeep = Upkeep()
+    runs: list[str] = []
+
+    def sweep() -> None:
+        runs.append(threading.current_thread().name)
+        if runs.count("postfork-upkeep") == 2:
+            raise OSError("disk full")
+
+    before = threading.active_count()
+    upkeep.every("sweep", lambda: 0.06, sweep)
+    upkeep.every("other", lambda: 0.06, lambda: runs.append("other"))
+    deadline = time.monotonic() + 5.0
+    while runs.count("postfork-upkeep") < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runs.count("postfork-upkeep") >= 4  # ran again after its failure
+    assert "other" in runs
+    assert threading.active_count() == before + 1  # one thread for all of it
+    assert "periodic task sweep failed: OSError('disk full')" in caplog.text

@@ -7,6 +7,7 @@ with ``os.register_at_fork``).
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
@@ -15,6 +16,8 @@ import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
+
+from .. import environment
 
 log = logging.getLogger("postfork.server")
 
@@ -40,8 +43,63 @@ def hook(post_fork: Callable[[], None], at_exit: Callable[[], None]) -> bool:
     if uwsgi is None:
         return False
     _chain_uwsgi_post_fork(uwsgi, post_fork)
-    _chain_attribute(uwsgi, "atexit", at_exit)
+    _chain_atexit(uwsgi, at_exit)
     return True
+
+
+# What a uWSGI 2.0 worker exits with when max-requests recycles it (its master logs "killed
+# successfully" and respawns it, as for any worker that ends normally).
+UWSGI_END_CODE = 30
+
+
+def _chain_atexit(uwsgi: ModuleType, at_exit: Callable[[], None]) -> None:
+    """Run ``at_exit`` after whatever ``uwsgi.atexit`` held. Then a worker that max-requests
+    recycles leaves at once (see :func:`exit_now_if_recycled`), unless somebody chained a hook
+    after ours (theirs would be skipped)."""
+    previous = getattr(uwsgi, "atexit", None)
+
+    def chained() -> None:
+        if previous is not None:
+            previous()
+        at_exit()
+        if getattr(uwsgi, "atexit", None) is chained:
+            exit_now_if_recycled(uwsgi)
+
+    setattr(uwsgi, "atexit", chained)  # noqa: B010 (a module attribute uWSGI reads)
+
+
+def exit_now_if_recycled(uwsgi: ModuleType) -> None:
+    """In a worker recycled by max-requests, once the exit hooks ran: flush the logs and
+    ``os._exit()`` with uWSGI's own code for it, instead of the C teardown that follows (its
+    libraries' exit handlers, then, without ``skip-atexit-teardown``, the interpreter's). At 32
+    processes on 2 busy cores that teardown cost 1.6 ms of CPU and ~5 ms of waiting for one, all
+    of it between the old worker's last answer and its replacement's fork.
+    ``POSTFORK_FAST_WORKER_EXIT=false`` turns it off; any other exit is left to uWSGI."""
+    if not environment.fast_worker_exit() or not _recycled(uwsgi):
+        return
+    log.info("pid %d: recycled: exiting without teardown", os.getpid())
+    try:
+        if not _uwsgi_switch(uwsgi, "skip-atexit-teardown"):
+            atexit._run_exitfuncs()  # what the interpreter's teardown would have run
+        logging.shutdown()  # flushes every handler
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(UWSGI_END_CODE)
+
+
+def _recycled(uwsgi: ModuleType) -> bool:
+    """Whether this worker is leaving because it served its max-requests (uWSGI's own count
+    of requests since this worker's spawn)."""
+    worker = uwsgi.worker_id()
+    if worker <= 0:
+        return False
+    limit = _uwsgi_request_limit(uwsgi)
+    try:
+        served = int(uwsgi.workers()[worker - 1]["delta_requests"])
+    except (LookupError, TypeError, ValueError):
+        return False
+    return 0 < limit <= served
 
 
 def chain_after_request(callback: Callable[[], None]) -> bool:
@@ -190,6 +248,14 @@ def _uwsgi_request_limit(uwsgi: ModuleType) -> int:
     if limit > 0:
         limit += (uwsgi.worker_id() - 1) * _uwsgi_number(uwsgi, "max-requests-delta")
     return limit
+
+
+def _uwsgi_switch(uwsgi: ModuleType, option: str) -> bool:
+    value = uwsgi.opt.get(option)
+    if isinstance(value, list):
+        value = value[-1]
+    text = (value.decode() if isinstance(value, bytes) else str(value)).lower()
+    return value is True or text in ("1", "true", "yes", "on")
 
 
 def _uwsgi_number(uwsgi: ModuleType, option: str) -> int:

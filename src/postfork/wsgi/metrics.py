@@ -22,8 +22,6 @@ import logging
 import os
 import random
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,16 +29,26 @@ from .. import environment, fork
 from ..errors import MissingExtra
 from ..pool import DISCARD_REASONS, DiscardReason, Lease, Pool, Slot
 from ..servers import Role, detect
+from ..upkeep import upkeep
 from . import metrics_files
 from .timing import RequestTiming
 
 log = logging.getLogger("postfork.metrics")
 
 METRICS_PATH = "/metrics"
-SWEEP_SECONDS = 5.0  # each worker compacts the directory about this often (jittered)
+# The directory as a whole is swept about this often: each of N writers sweeps every N times
+# this (jittered), so the cost stays the same at 2 workers or 32, and ended lives wait about
+# this long to be merged. Never on the exit path: a dying worker's CPU is its replacement's wait.
+SWEEP_SECONDS = 0.25
+MAX_SWEEP_SECONDS = 30.0
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
+
+
+def sweep_period(writers: int) -> float:
+    """Seconds until this worker's next sweep when ``writers`` lives have files here."""
+    return min(MAX_SWEEP_SECONDS, SWEEP_SECONDS * max(1, writers) * random.uniform(0.5, 1.5))
 
 
 def ensure_multiprocess_dir() -> str:
@@ -157,20 +165,16 @@ class ServiceMetrics:
             self._start_sweeping()
 
     def _start_sweeping(self) -> None:
-        """A daemon thread per worker merges ended workers' files every few seconds, so the
-        directory stays small even when nobody scrapes (never in a master: not forked)."""
+        """Each worker's timer thread (postfork's one background thread there) merges ended
+        workers' files, so the directory stays small even when nobody scrapes (never in a
+        master: not forked)."""
         if not self._sweeping.first():
             return
-
-        def sweep() -> None:
-            while True:
-                time.sleep(SWEEP_SECONDS * random.uniform(0.5, 1.5))
-                try:
-                    metrics_files.compact(self.directory)
-                except Exception as exc:  # a full disk, a removed directory: say so, go on
-                    log.warning("metrics compaction failed: %r", exc)
-
-        threading.Thread(target=sweep, name="postfork-metrics-sweep", daemon=True).start()
+        upkeep.every(
+            f"metrics sweep of {self.directory}",
+            lambda: sweep_period(metrics_files.writers(self.directory)),
+            lambda: metrics_files.compact(self.directory),
+        )
 
     def observe(
         self, environ: dict[str, Any], timing: RequestTiming, status: int, seconds: float
@@ -191,18 +195,17 @@ class ServiceMetrics:
             last[1] = in_use
 
     def at_exit(self) -> None:
-        """A dying worker's live gauges go; its counters stay (totals never go backwards). Exit
+        """A dying worker's live gauges go; its counters stay (totals never go backwards) until
+        a sweep or a scrape merges them. Nothing more here: at 32 workers the merge at exit
+        cost ~6 ms of CPU and ~30 ms of waiting for one, all added to the respawn gap. Exit
         hooks may interrupt a pool call (see Pool._close_at_exit): nothing here takes its lock."""
-        self._multiprocess.mark_process_dead(metrics_files.life_id())
-        try:  # the lives that ended before this one: merged now, off any request (no wait:
-            # a scrape in progress, here or elsewhere, leaves it to the next exit or sweep)
-            metrics_files.compact(self.directory)
-        except Exception as exc:
-            log.warning("metrics compaction at exit failed: %r", exc)
+        metrics_files.remove_live_gauges(self.directory, metrics_files.life_id())
 
     def render(self) -> bytes:
         self._set_gauges()
-        metrics_files.compact(self.directory)  # at once or not at all: another one is running
+        # after any sweep in progress (they take milliseconds): the scrape reads a directory
+        # that holds no ended life's files
+        metrics_files.compact(self.directory, wait=True)
         registry = self._registry_class()
         self._multiprocess.MultiProcessCollector(registry)
         with metrics_files.scrape_lock(self.directory):

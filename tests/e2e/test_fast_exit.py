@@ -1,0 +1,73 @@
+"""Workers recycled by max-requests exit at once once their exit hooks ran: gunicorn's without
+the interpreter's teardown (as uWSGI's skip-atexit-teardown does), uWSGI's without the C
+teardown that follows its atexit hook; after their exit line is logged and their connections
+closed. A gunicorn worker that fails to boot still gets gunicorn's own handling and exit code;
+the uWSGI master sees the exit code it expects and respawns as usual."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from postfork.tools.embedded import EmbeddedMariaDB
+from postfork.tools.serve.command import ServeOptions
+from postfork.tools.serve.runner import ServiceProcess, free_port, get
+
+FAST = "recycled: exiting without teardown"
+EXACT = {"gunicorn": ("--max-requests-jitter", "0"), "uwsgi": ("--max-requests-delta", "0")}
+
+
+def aborted_clients(db: EmbeddedMariaDB) -> int:
+    return int(db.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")[0][1])
+
+
+def recycle(db: EmbeddedMariaDB, env: dict[str, str], server: str = "gunicorn") -> tuple[str, int]:
+    """The server's log, and the connections the database saw dropped without a goodbye while
+    workers recycled (not counting the server's own stop)."""
+    options = ServeOptions(
+        server=server,
+        processes=2,
+        max_requests=5,
+        bind=f"127.0.0.1:{free_port()}",
+        extra=EXACT[server],
+    )
+    with ServiceProcess(db.url, options, env=env) as service:
+        before = aborted_clients(db)
+        for n in range(30):
+            assert get(service.port, f"/v1/accounts/{n % 50 + 1}/summary").status == 200
+        time.sleep(0.5)  # the last recycled worker has gone, and the database has noticed
+        return service.log(), aborted_clients(db) - before
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
+def test_a_recycled_worker_exits_fast_with_its_exit_line_and_clean_close(
+    service_db: EmbeddedMariaDB, server: str
+) -> None:
+    log, aborted = recycle(service_db, {}, server)
+    fast = re.findall(rf"pid (\d+): {FAST}", log)
+    assert len(fast) >= 4  # 30 requests, 5 per worker: about 6 recycled workers
+    for pid in fast:  # each said why it left before it went, so the logs were flushed
+        assert re.search(rf"pid {pid}: exiting after 5 request\(s\)", log), pid
+    assert "exited with code" not in log and "Traceback" not in log
+    if server == "uwsgi":  # the master took it for a normal end and replaced it
+        assert log.count("killed successfully") >= len(fast)
+        assert "DAMN" not in log and "OOPS" not in log
+    assert aborted == 0  # connections closed cleanly, not dropped by _exit
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
+def test_the_fast_exit_can_be_turned_off(service_db: EmbeddedMariaDB, server: str) -> None:
+    log, _ = recycle(service_db, {"POSTFORK_FAST_WORKER_EXIT": "false"}, server)
+    assert FAST not in log and "exiting after 5 request(s)" in log
+
+
+def test_a_worker_that_fails_to_boot_keeps_gunicorns_handling(
+    service_db: EmbeddedMariaDB,
+) -> None:
+    options = ServeOptions(server="gunicorn", processes=1, bind=f"127.0.0.1:{free_port()}")
+    env = {"POSTFORK_PRELOAD": "false", "POSTFORK_CONNECT": "bogus"}
+    with pytest.raises(RuntimeError, match="server exited early") as raised:
+        ServiceProcess(service_db.url, options, env=env).start(timeout=30)
+    assert "Worker failed to boot" in str(raised.value) and FAST not in str(raised.value)
