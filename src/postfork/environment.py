@@ -76,3 +76,9 @@ def fast_worker_exit() -> bool:
     max_requests, uWSGI's max-requests) leaves right after its exit hooks, without the
     teardown that follows (default true)."""
     return switch("POSTFORK_FAST_WORKER_EXIT", True)
+
+
+def freeze_gc() -> bool:
+    """``POSTFORK_GC_FREEZE``: each worker freezes what it inherited from the master out of the
+    garbage collector's reach, so copy-on-write keeps those pages shared (default false)."""
+    return switch("POSTFORK_GC_FREEZE", False)

@@ -10,6 +10,7 @@ registry never keeps anything alive.
 from __future__ import annotations
 
 import atexit
+import gc
 import itertools
 import logging
 import os
@@ -90,6 +91,7 @@ class PerProcess(Generic[T]):
 
 
 _child_hook = OncePerProcess(done_here=True)  # runs once per process, whichever path calls it
+_freeze_gc = False  # gc.freeze() first thing in each child (set in a master by install())
 _exit_hook = OncePerProcess()
 _uwsgi_hooked = False
 # Serialises the post-fork reset in a child where several threads notice the new pid at once.
@@ -160,10 +162,20 @@ def _after_fork_in_child() -> None:
     child_started()
 
 
+def freeze_gc_in_children(enabled: bool = True) -> None:
+    """Make every child forked from here call ``gc.freeze()`` before anything else: the objects
+    it inherited move to the collector's permanent generation, so its collections never visit
+    them, never write their headers, and never copy the pages they sit on."""
+    global _freeze_gc
+    _freeze_gc = enabled
+
+
 def child_started() -> None:
     """In a new child: drop inherited connections, then run the listeners (warm-up)."""
     if not _child_hook.first():
         return
+    if _freeze_gc:
+        gc.freeze()
     uwsgi.drop_inherited_accelerator()
     for pool in live_pools():
         pool._ensure_process()

@@ -213,6 +213,7 @@ def install(
     on_warm: WarmListener | None = None,
     upkeep_timer: bool = True,
     master_setup: Callable[[], object] | None = None,
+    freeze_gc: bool | None = None,
 ) -> Installation:
     """Make a pool warm in every worker before its first request, under uWSGI, gunicorn or
     plain ``os.fork()``; outside any server it simply warms now.
@@ -231,6 +232,10 @@ def install(
     to ``min_idle``) then runs off the request path by itself: after each response under uWSGI
     (and gunicorn with ``postfork.gunicorn.post_request``), and on a timer thread in each worker
     (``upkeep_timer=False``: none; the responses' hook alone).
+
+    ``freeze_gc`` (default: ``POSTFORK_GC_FREEZE``, false), in a master: each worker calls
+    ``gc.freeze()`` right after its fork, so its collections leave what it inherited alone and
+    those pages stay shared (benchmarks/worker_memory.py measures what it saves).
     """
     pool, master_setup = _resolve(target, master_setup)
     installation = Installation(pool, warmup=warmup, warmup_timeout=warmup_timeout)
@@ -241,6 +246,7 @@ def install(
         "preload": preload,
         "accelerate_respawns": accelerate_respawns,
         "upkeep_timer": upkeep_timer,
+        "freeze_gc": freeze_gc,
     }
     if on_warm is not None:
         installation.on_warm.append(on_warm)
@@ -250,6 +256,9 @@ def install(
     fork.add_listener(installation)
     upkeep.add(pool)
     if installation.role is Role.MASTER:
+        fork.freeze_gc_in_children(
+            freeze_gc if freeze_gc is not None else environment.freeze_gc()
+        )
         uwsgi_server.warn_about_recycling_once()
         _set_up_in_master(master_setup)
         fork.before_workers_fork()  # ORMs give back what they hold: closed just below

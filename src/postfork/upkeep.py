@@ -74,11 +74,20 @@ class Upkeep:
             if degraded:
                 self._wake.set()
 
-    def every(self, name: str, period: Callable[[], float], task: Callable[[], object]) -> None:
+    def every(
+        self,
+        name: str,
+        period: Callable[[], float],
+        task: Callable[[], object],
+        *,
+        first_in: float | None = None,
+    ) -> None:
         """Run ``task`` on this process's timer thread, ``period()`` seconds after each run (the
-        first after one period); starts the thread here if it is not running. A task's failure
-        is logged and it runs again a period later. Call it in a worker, not in a master."""
-        self._periodic[name] = _Periodic(name, period, task, time.monotonic() + period())
+        first after ``first_in`` seconds, default one period); starts the thread here if it is
+        not running. A task's failure is logged and it runs again a period later. Call it in a
+        worker, not in a master."""
+        first = period() if first_in is None else first_in
+        self._periodic[name] = _Periodic(name, period, task, time.monotonic() + first)
         self.start_timer()
         self._wake.set()
 

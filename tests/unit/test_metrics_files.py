@@ -83,11 +83,19 @@ def test_life_id_is_pid_and_start_time() -> None:
 def test_the_directory_is_swept_as_often_at_2_writers_as_at_32(tmp_path: Path) -> None:
     from postfork.wsgi.metrics import MAX_SWEEP_SECONDS, SWEEP_SECONDS, sweep_period
 
-    for life in ("11-5", "12-5"):
+    mine, dead = metrics_files.life_id(), ended_life()
+    for life in (mine, dead):
         for kind in ("counter", "histogram", "gauge_livesum"):
             write(tmp_path, f"{kind}_{life}.db", 1)
-    write(tmp_path, "counter_archive.db", 1)
-    assert metrics_files.writers(str(tmp_path)) == 2  # lives, not files; the archive is none
+    # live lives, not files, nor ended lives (their count must not slow the sweep that
+    # removes them), nor the archive
+    assert metrics_files.sweep(str(tmp_path)) == 1
+    assert {p.name for p in tmp_path.glob("*.db")} == {
+        f"counter_{mine}.db", f"histogram_{mine}.db", f"gauge_livesum_{mine}.db",
+        "counter_archive.db", "histogram_archive.db",
+    }  # fmt: skip
+    with metrics_files.scrape_lock(str(tmp_path)):
+        assert metrics_files.sweep(str(tmp_path)) == 0  # busy: the caller keeps its guess
     for writers in (2, 32):
         periods = [sweep_period(writers) for _ in range(200)]
         # each writer every `writers` x SWEEP_SECONDS (+-50%): the directory every SWEEP_SECONDS
@@ -95,3 +103,17 @@ def test_the_directory_is_swept_as_often_at_2_writers_as_at_32(tmp_path: Path) -
         assert max(periods) <= 1.5 * SWEEP_SECONDS * writers
     assert sweep_period(10_000) == MAX_SWEEP_SECONDS
     assert sweep_period(0) <= 1.5 * SWEEP_SECONDS
+
+
+def test_a_dying_worker_merges_only_when_the_sweeps_fell_behind(tmp_path: Path) -> None:
+    running = [f"{100 + n}-7" for n in range(2)]  # names only: behind() reads no /proc
+    for life in running:
+        write(tmp_path, f"counter_{life}.db", 1)
+        write(tmp_path, f"gauge_livesum_{life}.db", 1)
+    write(tmp_path, "counter_archive.db", 1)
+    ended = [f"{200 + n}-7" for n in range(4)]
+    for life in ended[:4]:  # 2 running + 4 ended = 6 lives <= 2 x 2 + 2: the sweep's job
+        write(tmp_path, f"counter_{life}.db", 1)
+    assert not metrics_files.behind(str(tmp_path))
+    write(tmp_path, "histogram_300-7.db", 1)  # a seventh life: the sweeps fell behind
+    assert metrics_files.behind(str(tmp_path))
