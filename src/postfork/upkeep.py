@@ -74,20 +74,11 @@ class Upkeep:
             if degraded:
                 self._wake.set()
 
-    def every(
-        self,
-        name: str,
-        period: Callable[[], float],
-        task: Callable[[], object],
-        *,
-        first_in: float | None = None,
-    ) -> None:
+    def every(self, name: str, period: Callable[[], float], task: Callable[[], object]) -> None:
         """Run ``task`` on this process's timer thread, ``period()`` seconds after each run (the
-        first after ``first_in`` seconds, default one period); starts the thread here if it is
-        not running. A task's failure is logged and it runs again a period later. Call it in a
-        worker, not in a master."""
-        first = period() if first_in is None else first_in
-        self._periodic[name] = _Periodic(name, period, task, time.monotonic() + first)
+        first after one period); starts the thread here if it is not running. A task's failure
+        is logged and it runs again a period later. Call it in a worker, not in a master."""
+        self._periodic[name] = _Periodic(name, period, task, time.monotonic() + period())
         self.start_timer()
         self._wake.set()
 

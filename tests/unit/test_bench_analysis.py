@@ -182,7 +182,9 @@ def test_targets_are_ratios_within_the_run() -> None:
         "settings": {"max_requests": 100, "server": "uwsgi"},
         "scenarios": {
             "no-recycle": _figures(p999_ms=10.0),
-            "warm": _figures(p999_ms=12.0),
+            "warm": _figures(
+                p999_ms=12.0, respawn_gap_to_fork_p50_ms=12.0, respawn_gap_to_ready_p50_ms=18.0
+            ),
             "lazy": _figures(paid_connect_share=0.0098),
             "sqlalchemy": _figures(closed_loop={"rps": 300.0}),
         },
@@ -201,6 +203,13 @@ def test_targets_are_ratios_within_the_run() -> None:
         results["lazy: share of requests slower than the steady median by >= 0.8x a connect"]
         is True
     )
+    assert results["warm, open loop: respawn gap to fork, p50 (ms)"] is False  # 12 > 10
+    assert results["warm, open loop: respawn gap to warm, p50 (ms; stretch)"] is True
+    run["settings"]["server"] = "gunicorn"  # type: ignore[index]
+    run["storms"]["storm: shipped"]["respawn_gap_to_fork_p50_ms"] = 15.0  # type: ignore[index]
+    gunicorn = {row["target"]: row for row in report.targets(run)}
+    row = gunicorn["storm, shipped config: respawn gap to fork, p50 (ms)"]
+    assert row["limit"] == "<= 20" and row["met"] is True
 
 
 def test_json_has_no_nan(tmp_path: Path) -> None:

@@ -284,6 +284,8 @@ class Suite:
         figures["summary"] = run.scenario.summary
         figures["closed_loop"] = closed_figures(run.closed_loop)
         figures["send_lag_p99_ms"] = send_lag_p99_ms(run.open_loop)
+        if run.warm_reports:  # warm, postfork: respawns timed at a load the machine holds
+            figures.update(self._gap_figures(run.open_loop, run.warm_reports))
         figures.update(run.traffic)
         self.curves[panel][run.scenario.name] = sorted(analysis.latencies_ms(run.open_loop.samples))
         return figures
@@ -293,10 +295,17 @@ class Suite:
         self.curves["closed loop"][run.scenario.name] = sorted(
             analysis.latencies_ms(run.closed_loop.samples)
         )
-        gaps = analysis.respawn_gaps(run.closed_loop, self.options.processes, run.warm_reports)
         workers = analysis.Workers.of(run.closed_loop.samples)
         figures["summary"] = run.scenario.summary
         figures["respawns"] = len(workers.born_during_run(self.options.processes))
+        figures.update(self._gap_figures(run.closed_loop, run.warm_reports))
+        return figures
+
+    def _gap_figures(
+        self, result: loadgen.LoadResult, reports: list[WarmReport]
+    ) -> dict[str, float]:
+        gaps = analysis.respawn_gaps(result, self.options.processes, reports)
+        figures = {}
         for name, values in (("to_fork", gaps.to_fork), ("to_ready", gaps.to_ready)):
             figures[f"respawn_gap_{name}_p50_ms"] = analysis.percentile(values, 50.0)
             figures[f"respawn_gap_{name}_p99_ms"] = analysis.percentile(values, 99.0)

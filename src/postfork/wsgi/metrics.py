@@ -41,7 +41,6 @@ METRICS_PATH = "/metrics"
 # this long to be merged. Never on the exit path: a dying worker's CPU is its replacement's wait.
 SWEEP_SECONDS = 0.25
 MAX_SWEEP_SECONDS = 30.0
-FIRST_SWEEP_SECONDS = 0.1  # a new worker's first sweep, after its warm-up and first requests
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
@@ -171,16 +170,13 @@ class ServiceMetrics:
         master: not forked)."""
         if not self._sweeping.first():
             return
-        writers = [1]  # lives writing here, as the last sweep counted them
-
-        def sweep() -> None:
-            writers[0] = metrics_files.sweep(self.directory) or writers[0]
+        def period() -> float:
+            return sweep_period(metrics_files.lives(self.directory)[1])
 
         upkeep.every(
             f"metrics sweep of {self.directory}",
-            lambda: sweep_period(writers[0]),
-            sweep,
-            first_in=random.uniform(FIRST_SWEEP_SECONDS, 2 * FIRST_SWEEP_SECONDS),
+            period,
+            lambda: metrics_files.compact(self.directory),
         )
 
     def observe(

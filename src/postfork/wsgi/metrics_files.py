@@ -25,7 +25,6 @@ import glob
 import os
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 LOCK_NAME = ".postfork-metrics.lock"
@@ -117,52 +116,43 @@ def remove_live_gauges(directory: str, life: str) -> None:
             os.unlink(os.path.join(directory, f"gauge_{mode}_{life}.db"))
 
 
-def behind(directory: str) -> bool:
-    """Whether the sweeps fell behind: files of more than twice as many lives as are running
-    (those with a live gauge file) plus two, from the names alone (one directory listing)."""
-    lives, running = set(), set()
+def lives(directory: str) -> tuple[int, int]:
+    """(lives with files here, lives running: those with a live gauge file), from the names
+    alone: one directory listing, no /proc lookups."""
+    found, running = set(), set()
     for name in os.listdir(directory):
         if not name.endswith(".db"):
             continue
         parts = name[:-3].split("_")
-        lives.add(parts[-1])
+        found.add(parts[-1])
         if parts[0] == "gauge" and len(parts) == 3 and parts[1].startswith("live"):
             running.add(parts[-1])
-    lives.discard(ARCHIVE)
-    return len(lives) > 2 * len(running) + 2
+    found.discard(ARCHIVE)
+    return len(found), len(running)
+
+
+def behind(directory: str) -> bool:
+    """Whether the sweeps fell behind: files of more than twice as many lives as are running,
+    plus two."""
+    found, running = lives(directory)
+    return found > 2 * running + 2
 
 
 def _db_files(directory: str) -> list[str]:
     return glob.glob(os.path.join(directory, "*.db"))
 
 
-@dataclass(frozen=True)
-class Compaction:
-    removed: int  # files of ended lives merged or dropped
-    live: int  # lives still writing here
-
-
 def compact(directory: str, *, wait: bool = False) -> int:
     """Merge the files of ended lives into the archive; returns how many files it removed.
     Without ``wait`` it gives up at once when a scrape or another compaction holds the lock."""
-    return _compact(directory, wait).removed
-
-
-def sweep(directory: str) -> int:
-    """A periodic compaction (never waits): how many lives still write here, 0 when another
-    compaction or a scrape held the lock (the caller's next period is its own guess)."""
-    return _compact(directory, False).live
-
-
-def _compact(directory: str, wait: bool) -> Compaction:
     mode = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
     with _locked(directory, mode) as locked:
         if not locked:
-            return Compaction(0, 0)
+            return 0
         return _compact_locked(directory)
 
 
-def _compact_locked(directory: str) -> Compaction:
+def _compact_locked(directory: str) -> int:
     from prometheus_client import mmap_dict
 
     MmapedDict: Any = mmap_dict.MmapedDict  # untyped upstream
@@ -203,4 +193,4 @@ def _compact_locked(directory: str) -> Compaction:
     for path in gone:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    return Compaction(len(gone), sum(1 for ended_life in lives.values() if not ended_life))
+    return len(gone)
