@@ -137,6 +137,12 @@ def test_respawn_gaps_pair_each_retirement_with_the_next_start() -> None:
     gaps = analysis.respawn_gaps(run, 2, analysis.read_warm_reports(lines))
     assert gaps.to_fork == pytest.approx([8.0, 9.0, 10.0, 11.0], abs=1.0)
     assert gaps.to_ready == pytest.approx([20.0, 21.0, 22.0, 23.0], abs=1.0)
+    # retired by their request count: the same four (each answered its 10th request)
+    exact = analysis.respawn_gaps(run, 2, analysis.read_warm_reports(lines), max_requests=10)
+    assert exact.to_fork == gaps.to_fork
+    # a worker that stopped answering early without reaching it is not counted as retired
+    none = analysis.respawn_gaps(run, 2, analysis.read_warm_reports(lines), max_requests=11)
+    assert none.to_fork == []
 
 
 def test_response_parsing_reads_worker_and_server_timing() -> None:

@@ -184,14 +184,27 @@ class RespawnGaps:
     to_ready: list[float] = field(default_factory=list)
 
 
-def respawn_gaps(result: LoadResult, processes: int, reports: Iterable[WarmReport]) -> RespawnGaps:
+def respawn_gaps(
+    result: LoadResult,
+    processes: int,
+    reports: Iterable[WarmReport],
+    *,
+    max_requests: int = 0,
+) -> RespawnGaps:
     """Retired workers and new workers paired in time order (the n-th worker to go with the
-    first start after it); needs a connect mode that reports its warm-up (warm, postfork)."""
+    first start after it); needs a connect mode that reports its warm-up (warm, postfork).
+
+    With ``max_requests`` (every worker recycles after exactly that many), a worker retired when
+    it answered its max_requests-th request; otherwise, when it stopped answering before the
+    last ``processes`` did (which, at a low rate over many workers, also counts a live worker
+    that just had no request lately)."""
     samples = result.samples
     workers = Workers.of(samples)
-    retired = sorted(
-        samples.done[workers.last[pid]] + result.wall_offset for pid in workers.retired(processes)
-    )
+    if max_requests:
+        gone = [pid for pid, i in workers.last.items() if samples.number[i] == max_requests]
+    else:
+        gone = workers.retired(processes)
+    retired = sorted(samples.done[workers.last[pid]] + result.wall_offset for pid in gone)
     starts = worker_starts(reports)
     gaps = RespawnGaps()
     cursor = 0

@@ -285,7 +285,8 @@ class Suite:
         figures["closed_loop"] = closed_figures(run.closed_loop)
         figures["send_lag_p99_ms"] = send_lag_p99_ms(run.open_loop)
         if run.warm_reports:  # warm, postfork: respawns timed at a load the machine holds
-            figures.update(self._gap_figures(run.open_loop, run.warm_reports))
+            exact = self.options.max_requests  # the story scenarios recycle exactly there
+            figures.update(self._gap_figures(run.open_loop, run.warm_reports, exact))
         figures.update(run.traffic)
         self.curves[panel][run.scenario.name] = sorted(analysis.latencies_ms(run.open_loop.samples))
         return figures
@@ -302,9 +303,11 @@ class Suite:
         return figures
 
     def _gap_figures(
-        self, result: loadgen.LoadResult, reports: list[WarmReport]
+        self, result: loadgen.LoadResult, reports: list[WarmReport], max_requests: int = 0
     ) -> dict[str, float]:
-        gaps = analysis.respawn_gaps(result, self.options.processes, reports)
+        gaps = analysis.respawn_gaps(
+            result, self.options.processes, reports, max_requests=max_requests
+        )
         figures = {}
         for name, values in (("to_fork", gaps.to_fork), ("to_ready", gaps.to_ready)):
             figures[f"respawn_gap_{name}_p50_ms"] = analysis.percentile(values, 50.0)
