@@ -43,6 +43,7 @@ from postfork.bench.analysis import latencies_ms  # noqa: E402
 from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target  # noqa: E402
 from postfork.drivers import connect  # noqa: E402
 from postfork.service.app import SUMMARY_SQL  # noqa: E402
+from postfork.service.rows import text_datetimes  # noqa: E402
 from postfork.service.schema import seed_database  # noqa: E402
 from postfork.service.summary import summarize  # noqa: E402
 from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
@@ -62,11 +63,8 @@ def median_us(action: Callable[[], object], iterations: int) -> float:
     return statistics.median(timings) * 1e6
 
 
-def open_loop(port: int, rate: float, duration: float, path: str | None = None) -> dict[str, Any]:
-    spec = loadgen.LoadSpec(port=port, duration=duration, rate=rate)
-    if path is not None:
-        spec = loadgen.LoadSpec(port=port, duration=duration, rate=rate, accounts=1)
-    result = loadgen.run(spec) if path is None else _run_path(spec, path)
+def open_loop(port: int, rate: float, duration: float, path: str = "") -> dict[str, Any]:
+    result = loadgen.run(loadgen.LoadSpec(port=port, duration=duration, rate=rate, path=path))
     samples = result.samples
     ok = [i for i in range(len(samples)) if samples.status[i] == 200]
     latency = latencies_ms(samples)
@@ -76,15 +74,6 @@ def open_loop(port: int, rate: float, duration: float, path: str | None = None) 
         "p50_ms": statistics.median(latency[i] for i in ok),
         "app_p50_ms": statistics.median(samples.app_ms[i] for i in ok),
     }
-
-
-def _run_path(spec: loadgen.LoadSpec, path: str) -> loadgen.LoadResult:
-    """The generator on another path than the summary endpoint (it rotates accounts only)."""
-    os.environ["POSTFORK_LOADGEN_PATH"] = path
-    try:
-        return loadgen.run(spec)
-    finally:
-        del os.environ["POSTFORK_LOADGEN_PATH"]
 
 
 def null_server() -> tuple[subprocess.Popen[str], int]:
@@ -137,7 +126,20 @@ def in_process(direct: DatabaseURL, through: DatabaseURL, iterations: int) -> di
             cursor.execute(SUMMARY_SQL, (ACCOUNT,))
             return list(cursor.fetchall())
 
-        figures["summary query + rows, direct (us)"] = median_us(summary_query, iterations)
+        figures["summary query + rows, direct, DATETIME parsed (the drivers' default) (us)"] = (
+            median_us(summary_query, iterations)
+        )
+        text_conn = connect(direct, extra={"conv": text_datetimes("mysqlclient")})
+        text_cursor = text_conn.cursor()
+
+        def summary_query_text() -> list[Any]:
+            text_cursor.execute(SUMMARY_SQL, (ACCOUNT,))
+            return list(text_cursor.fetchall())
+
+        figures["summary query + rows, direct, DATETIME as text (the service) (us)"] = median_us(
+            summary_query_text, iterations
+        )
+        text_conn.close()
         rows = summary_query()
         figures["rows per summary"] = len(rows)
         cursor.execute("SET profiling = 1, profiling_history_size = 100")
@@ -172,10 +174,8 @@ def whole_app(direct: DatabaseURL, iterations: int) -> tuple[float, str]:
     import logging
 
     logging.basicConfig(filename=os.devnull, level=logging.INFO, force=True)
-    from postfork.service.settings import service_settings
-    from postfork.service.wsgi import build
+    from postfork.service.wsgi import application as app  # built from the environment
 
-    app = build(service_settings())
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": f"/v1/accounts/{ACCOUNT}/summary",

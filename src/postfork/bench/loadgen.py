@@ -50,6 +50,7 @@ class LoadSpec:
     max_requests: int = 0  # 0: bounded by duration only
     accounts: int = 1000  # requests rotate over /v1/accounts/1..accounts/summary
     timeout: float = 10.0
+    path: str = ""  # instead of the rotation, every request on this path
 
     def __post_init__(self) -> None:
         if (self.rate > 0) == (self.connections > 0):
@@ -133,7 +134,8 @@ class _Recorder:
     def request(self) -> bytes:
         account = self.issued % self.spec.accounts + 1
         self.issued += 1
-        return f"GET /v1/accounts/{account}/summary HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        path = self.spec.path or f"/v1/accounts/{account}/summary"
+        return f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode()
 
     async def measure(self, due: float) -> None:
         request = self.request()

@@ -7,6 +7,7 @@ missing one is a ConfigError naming the extra, raised when the driver is first a
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError, MissingExtra
@@ -58,12 +59,14 @@ def connect(
     driver: str | None = None,
     timeout: float = 10.0,
     autocommit: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
     """One connection outside any pool (seeding, admin), with the pool's error translation.
-    ``driver`` defaults to the URL's choice, else the first installed driver."""
+    ``driver`` defaults to the URL's choice, else the first installed driver; ``extra`` are
+    driver connect arguments, as a pool's ``connect_args``."""
     adapter = load_driver(driver or url.driver or installed_driver())
     try:
-        return adapter.connect(url, connect_timeout=timeout, autocommit=autocommit)
+        return adapter.connect(url, connect_timeout=timeout, autocommit=autocommit, extra=extra)
     except Exception as exc:
         if adapter.is_driver_error(exc):
             raise translate_connect_error(adapter, exc, url) from exc

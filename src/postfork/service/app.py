@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DatabaseUnavailable, DeadlineExceeded, PoolError
 from ..pool import current_deadline as deadline_of_this_request
 from ..pool import deadline
-from .summary import money, summarize
+from .summary import iso, money, summarize
 from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_parameters
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class Service:
                 "id": row[0],
                 "amount": money(row[1]),
                 "category": row[2],
-                "created_at": row[3].isoformat(),
+                "created_at": iso(row[3]),
             }
             for row in rows
             if row[0] is not None

@@ -10,6 +10,7 @@ runs on it unchanged: it offers the slice of :class:`postfork.Pool`'s interface 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..drivers import connect, load_driver
@@ -29,6 +30,7 @@ class SQLAlchemyPool:
         max_size: int = 2,
         checkout_timeout: float = 2.0,
         connect_timeout: float = 2.0,
+        connect_args: Mapping[str, Any] | None = None,
     ) -> None:
         try:
             from sqlalchemy import create_engine  # the baseline's own dependency
@@ -44,7 +46,9 @@ class SQLAlchemyPool:
         def creator() -> Any:
             started = time.perf_counter()
             try:
-                return connect(self.url, driver=driver, timeout=connect_timeout)
+                return connect(
+                    self.url, driver=driver, timeout=connect_timeout, extra=connect_args
+                )
             finally:
                 self._connect_seconds += time.perf_counter() - started
 

@@ -14,8 +14,18 @@ def money(cents: int | float) -> float:
     return round(cents / 100.0, 2)
 
 
-def summarize(account_id: int, orders: Sequence[tuple[int, str, dt.datetime]]) -> dict[str, Any]:
-    """``orders`` are (amount_cents, category, created_at) rows of one account."""
+def iso(value: dt.datetime | str) -> str:
+    """ISO 8601 for a DATETIME, whether the driver parsed it or left it as text."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.isoformat()
+
+
+def summarize(
+    account_id: int, orders: Sequence[tuple[int, str, dt.datetime | str]]
+) -> dict[str, Any]:
+    """``orders`` are (amount_cents, category, created_at) rows of one account; created_at
+    all datetimes or all text in MySQL's format (which orders the same way)."""
     if not orders:
         return {
             "account_id": account_id,
@@ -29,10 +39,12 @@ def summarize(account_id: int, orders: Sequence[tuple[int, str, dt.datetime]]) -
     spend: dict[str, int] = defaultdict(int)
     total = largest = 0
     latest = orders[0][2]
-    for amount, category, created_at in orders:
+    for amount, category, created_at in orders:  # comparisons, not max(): 2 calls less a row
         total += amount
-        largest = max(largest, amount)
-        latest = max(latest, created_at)
+        if amount > largest:
+            largest = amount
+        if created_at > latest:  # type: ignore[operator]  # all datetimes or all text
+            latest = created_at
         spend[category] += amount
     top = sorted(spend.items(), key=lambda item: (-item[1], item[0]))[:TOP_CATEGORIES]
     return {
@@ -41,6 +53,6 @@ def summarize(account_id: int, orders: Sequence[tuple[int, str, dt.datetime]]) -
         "total": money(total),
         "average": money(total / len(orders)),
         "largest": money(largest),
-        "latest_order_at": latest.isoformat(),
+        "latest_order_at": iso(latest),
         "top_categories": [{"category": name, "spend": money(cents)} for name, cents in top],
     }

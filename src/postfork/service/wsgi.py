@@ -31,6 +31,7 @@ from ..wsgi import (
     WSGIApp,
 )
 from .app import Service
+from .rows import text_datetimes
 from .settings import ServiceSettings, service_settings
 
 
@@ -81,6 +82,7 @@ def _service(settings: ServiceSettings) -> Service:
         baseline = SQLAlchemyPool(
             settings.database_url,
             driver=settings.driver,
+            connect_args={"conv": text_datetimes(settings.driver)},
             max_size=settings.pool_size,
             checkout_timeout=settings.checkout_timeout,
             connect_timeout=settings.connect_timeout,
@@ -95,6 +97,7 @@ def _service(settings: ServiceSettings) -> Service:
         checkout_timeout=settings.checkout_timeout,
         connect_timeout=settings.connect_timeout,
         autocommit=True,  # read-only service: no transaction to roll back on return
+        connect_args={"conv": text_datetimes(settings.driver)},  # see rows.py
     )
     service = Service(pool, None, settings.connect, request_deadline=settings.request_deadline)
     on_warm = _EventLog(settings.event_log) if settings.event_log else None
