@@ -96,3 +96,31 @@ def test_gunicorn_pre_fork_closes_what_a_pool_opened_in_the_arbiter(
     assert pool.stats()["idle"] == 0 and pool.warm() == 0  # and it keeps none from now on
     assert "held 2 idle and 0 leased connection(s)" in caplog.text
     assert "call postfork.install(pool)" in caplog.text
+
+
+def test_children_freeze_what_they_inherited_when_the_master_asks() -> None:
+    import gc
+
+    from postfork import fork
+
+    def freeze_count_in_a_child() -> int:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report and leave without running the parent's teardown
+            os.write(write, str(gc.get_freeze_count()).encode())
+            os._exit(0)
+        os.close(write)
+        count = int(os.read(read, 64))
+        os.close(read)
+        os.waitpid(pid, 0)
+        return count
+
+    gc.unfreeze()
+    try:
+        fork.freeze_gc_in_children(True)
+        assert freeze_count_in_a_child() > 1000  # the whole interpreter's objects
+        fork.freeze_gc_in_children(False)
+        assert freeze_count_in_a_child() == 0
+    finally:
+        fork.freeze_gc_in_children(False)
+    assert gc.get_freeze_count() == 0  # the parent itself is never frozen
