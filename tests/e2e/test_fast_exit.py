@@ -6,6 +6,7 @@ the uWSGI master sees the exit code it expects and respawns as usual."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -71,3 +72,27 @@ def test_a_worker_that_fails_to_boot_keeps_gunicorns_handling(
     with pytest.raises(RuntimeError, match="server exited early") as raised:
         ServiceProcess(service_db.url, options, env=env).start(timeout=30)
     assert "Worker failed to boot" in str(raised.value) and FAST not in str(raised.value)
+
+
+def test_a_uwsgi_worker_past_its_limit_but_too_young_is_stopped_the_usual_way(
+    service_db: EmbeddedMariaDB,
+) -> None:
+    """min-worker-lifetime keeps it from recycling; when the server stops it, its exit hooks
+    run in a signal handler, where the fast exit (which takes the logs' locks) must not."""
+    options = ServeOptions(
+        server="uwsgi",
+        processes=1,
+        max_requests=5,
+        bind=f"127.0.0.1:{free_port()}",
+        extra=("--max-requests-delta", "0", "--min-worker-lifetime", "60"),
+    )
+    service = ServiceProcess(service_db.url, options).start()
+    try:
+        pids = {get(service.port, "/v1/accounts/1/summary").worker[0] for _ in range(12)}
+        assert len(pids) == 1  # too young to recycle
+    finally:
+        service.stop()
+    log = service.log()
+    os.unlink(service.log_path)
+    assert re.search(r"exiting after 1[23] request\(s\)", log), log[-1500:]  # + readiness
+    assert FAST not in log

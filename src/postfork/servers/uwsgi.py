@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import ModuleType
 
@@ -89,17 +90,21 @@ def exit_now_if_recycled(uwsgi: ModuleType) -> None:
 
 
 def _recycled(uwsgi: ModuleType) -> bool:
-    """Whether this worker is leaving because it served its max-requests (uWSGI's own count
-    of requests since this worker's spawn)."""
+    """Whether this worker is leaving because uWSGI recycled it: its own test, requests since
+    this worker's spawn at the limit and the worker old enough (min-worker-lifetime). A worker
+    past its limit but too young is not recycling: a signal is stopping it, and this exit's
+    hooks may run inside the handler, where the logs' locks must not be taken."""
     worker = uwsgi.worker_id()
     if worker <= 0:
         return False
     limit = _uwsgi_request_limit(uwsgi)
     try:
-        served = int(uwsgi.workers()[worker - 1]["delta_requests"])
+        state = uwsgi.workers()[worker - 1]
+        served, spawned = int(state["delta_requests"]), int(state["last_spawn"])
     except (LookupError, TypeError, ValueError):
         return False
-    return 0 < limit <= served
+    old_enough = time.time() - spawned >= _min_worker_lifetime(uwsgi)
+    return 0 < limit <= served and old_enough
 
 
 def chain_after_request(callback: Callable[[], None]) -> bool:
@@ -207,11 +212,7 @@ def recycling_warning() -> str | None:
     if uwsgi is None or _uwsgi_number(uwsgi, "max-requests") <= 0:
         return None
     explicit = uwsgi.opt.get("min-worker-lifetime") is not None
-    lifetime = (
-        _uwsgi_number(uwsgi, "min-worker-lifetime")
-        if explicit
-        else UWSGI_MIN_WORKER_LIFETIME_DEFAULT
-    )
+    lifetime = _min_worker_lifetime(uwsgi)
     if lifetime == 0:
         return None
     where = "" if explicit else ", uWSGI's default"
@@ -248,6 +249,12 @@ def _uwsgi_request_limit(uwsgi: ModuleType) -> int:
     if limit > 0:
         limit += (uwsgi.worker_id() - 1) * _uwsgi_number(uwsgi, "max-requests-delta")
     return limit
+
+
+def _min_worker_lifetime(uwsgi: ModuleType) -> int:
+    if uwsgi.opt.get("min-worker-lifetime") is None:
+        return UWSGI_MIN_WORKER_LIFETIME_DEFAULT
+    return _uwsgi_number(uwsgi, "min-worker-lifetime")
 
 
 def _uwsgi_switch(uwsgi: ModuleType, option: str) -> bool:
