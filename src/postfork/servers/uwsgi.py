@@ -257,17 +257,18 @@ def _min_worker_lifetime(uwsgi: ModuleType) -> int:
     return _uwsgi_number(uwsgi, "min-worker-lifetime")
 
 
-def _uwsgi_switch(uwsgi: ModuleType, option: str) -> bool:
-    value = uwsgi.opt.get(option)
+def _uwsgi_text(uwsgi: ModuleType, option: str, default: str) -> str:
+    """An option as uWSGI holds it (``True`` for a bare flag), as text."""
+    value = uwsgi.opt.get(option, default)
     if isinstance(value, list):
-        value = value[-1]
-    text = (value.decode() if isinstance(value, bytes) else str(value)).lower()
-    return value is True or text in ("1", "true", "yes", "on")
+        value = value[-1]  # repeated option: the last one wins, as in uWSGI
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _uwsgi_switch(uwsgi: ModuleType, option: str) -> bool:
+    return _uwsgi_text(uwsgi, option, "false").lower() in ("1", "true", "yes", "on")
 
 
 def _uwsgi_number(uwsgi: ModuleType, option: str) -> int:
-    value = uwsgi.opt.get(option, b"0")
-    if isinstance(value, list):
-        value = value[-1]  # repeated option: the last one wins, as in uWSGI
-    text = value.decode() if isinstance(value, bytes) else str(value)
+    text = _uwsgi_text(uwsgi, option, "0")
     return int(text) if text.isdigit() else 0

@@ -43,7 +43,7 @@ METRICS_PATH = "/metrics"
 # this long to be merged. Never on the exit path: a dying worker's CPU is its replacement's wait.
 SWEEP_SECONDS = 0.25
 MAX_SWEEP_SECONDS = 30.0
-SCRAPE_ATTEMPTS = 3
+SCRAPE_RETRY_DELAYS = (0.001, 0.002)  # seconds before each retry of a scrape (see render)
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
@@ -221,18 +221,19 @@ class ServiceMetrics:
         metrics_files.compact(self.directory, wait=True)
         registry = self._registry_class()
         self._multiprocess.MultiProcessCollector(registry)
-        for attempt in range(SCRAPE_ATTEMPTS):
+        # prometheus_client creates a new worker's file empty, then sizes it: read in between
+        # (a scrape racing a respawn), its first bytes are missing. Gone in microseconds; a
+        # failure after the retries is something else and goes up.
+        for delay in SCRAPE_RETRY_DELAYS:
             try:
-                with metrics_files.scrape_lock(self.directory):
-                    return bytes(self._exposition.generate_latest(registry))
+                return self._collect(registry)
             except struct.error:
-                # prometheus_client creates a new worker's file empty, then sizes it: read in
-                # between (a scrape racing a respawn), its first bytes are missing. Gone in
-                # microseconds; a third failure is something else and goes up.
-                if attempt == SCRAPE_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.001 * (attempt + 1))
-        raise AssertionError("unreachable")
+                time.sleep(delay)
+        return self._collect(registry)
+
+    def _collect(self, registry: Any) -> bytes:
+        with metrics_files.scrape_lock(self.directory):
+            return bytes(self._exposition.generate_latest(registry))
 
 
 class MetricsEndpoint:

@@ -125,7 +125,7 @@ def lives(directory: str) -> tuple[int, int]:
             continue
         parts = name[:-3].split("_")
         found.add(parts[-1])
-        if parts[0] == "gauge" and len(parts) == 3 and parts[1].startswith("live"):
+        if _live_gauge(parts):
             running.add(parts[-1])
     found.discard(ARCHIVE)
     return len(found), len(running)
@@ -138,8 +138,9 @@ def behind(directory: str) -> bool:
     return found > 2 * running + 2
 
 
-def _db_files(directory: str) -> list[str]:
-    return glob.glob(os.path.join(directory, "*.db"))
+def _live_gauge(parts: list[str]) -> bool:
+    """A file name's parts (type, mode, life) name a live gauge: it counts while its life runs."""
+    return parts[0] == "gauge" and len(parts) == 3 and parts[1].startswith("live")
 
 
 def compact(directory: str, *, wait: bool = False) -> int:
@@ -159,19 +160,19 @@ def _compact_locked(directory: str) -> int:
 
     ended: dict[str, list[str]] = defaultdict(list)
     gone: list[str] = []
-    lives: dict[str, bool] = {}  # life -> ended (one /proc lookup per life, not per file)
-    for path in _db_files(directory):
+    ended_lives: dict[str, bool] = {}  # life -> ended (one /proc lookup per life, not per file)
+    for path in glob.glob(os.path.join(directory, "*.db")):
         parts = os.path.basename(path)[:-3].split("_")
         life = parts[-1]
         if life == ARCHIVE:
             continue
-        if life not in lives:
-            lives[life] = life_ended(life)
-        if not lives[life]:
+        if life not in ended_lives:
+            ended_lives[life] = life_ended(life)
+        if not ended_lives[life]:
             continue
         if parts[0] in _MERGED_TYPES:
             ended[parts[0]].append(path)
-        elif parts[0] == "gauge" and len(parts) == 3 and parts[1].startswith("live"):
+        elif _live_gauge(parts):
             gone.append(path)  # a live gauge of a life that ended: it counts no more
     for typ, paths in ended.items():
         archive = os.path.join(directory, f"{typ}_{ARCHIVE}.db")
