@@ -17,17 +17,20 @@ from .errors import (
     DeadlineExceeded,
     Error,
     MissingExtra,
+    NoMemberAvailable,
     PoolClosed,
     PoolError,
     PoolTimeout,
 )
 from .install import Installation, WarmReport, after_fork, install
 from .pool import Deadline, DiscardReason, Lease, Pool, PoolOptions, PoolStats, deadline
+from .topology import Cluster
 from .url import DatabaseURL, parse_url
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cluster",
     "ConfigError",
     "DatabaseURL",
     "DatabaseUnavailable",
@@ -38,6 +41,7 @@ __all__ = [
     "Installation",
     "Lease",
     "MissingExtra",
+    "NoMemberAvailable",
     "Pool",
     "PoolClosed",
     "PoolError",

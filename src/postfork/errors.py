@@ -131,3 +131,8 @@ def _rebuild_deadline_exceeded(message: str, seconds: float) -> DeadlineExceeded
 
 class StateError(Error, RuntimeError):
     """An illegal state transition: a bug in postfork, never a user error."""
+
+
+class NoMemberAvailable(DatabaseUnavailable):
+    """No member of a topology may serve this checkout (every replica down, lagging or stopped
+    with ``fallback="fail"``; no Galera node Synced). The message says what each member is."""

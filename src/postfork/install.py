@@ -23,12 +23,14 @@ from .errors import ConfigError, Error
 from .pool import Pool
 from .servers import Role, detect
 from .servers import uwsgi as uwsgi_server
+from .topology import Cluster
 from .upkeep import upkeep
 
 log = logging.getLogger("postfork.install")
 
 DEFAULT_WARMUP_TIMEOUT = 10.0
 F = TypeVar("F", bound=Callable[[], object])
+Installable = Pool | Cluster  # one pool, or one per member of a topology
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +97,7 @@ class Installation:
 
     def __init__(
         self,
-        pool: Pool,
+        pool: Installable,
         *,
         warmup: Callable[[], object] | None,
         warmup_timeout: float,
@@ -200,11 +202,11 @@ def _capture(func: Callable[[], object], failure: list[BaseException]) -> None:
 
 
 # The fork registry holds listeners weakly: each installation lives as long as its pool.
-_installations: weakref.WeakKeyDictionary[Pool, Installation] = weakref.WeakKeyDictionary()
+_installations: weakref.WeakKeyDictionary[Installable, Installation] = weakref.WeakKeyDictionary()
 
 
 def install(
-    target: Pool | Any,
+    target: Installable | Any,
     *,
     warmup: Callable[[], object] | None = None,
     warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
@@ -218,8 +220,9 @@ def install(
     """Make a pool warm in every worker before its first request, under uWSGI, gunicorn or
     plain ``os.fork()``; outside any server it simply warms now.
 
-    ``target`` is a :class:`Pool`, or what carries one: a SQLAlchemy engine on
-    ``postfork.sqlalchemy.PostforkPool`` (its ``pool.postfork_pool``).
+    ``target`` is a :class:`Pool`, a :class:`~postfork.Cluster` (every member's pool warms, and
+    the members are checked once, before the first request), or what carries one: a SQLAlchemy
+    engine on ``postfork.sqlalchemy.PostforkPool`` (its ``pool.postfork_pool``).
 
     ``warmup`` runs after the connections are open (e.g. one synthetic request through the
     app), bounded by ``warmup_timeout``. ``preload`` initialises the driver in this process so
@@ -256,9 +259,7 @@ def install(
     fork.add_listener(installation)
     upkeep.add(pool)
     if installation.role is Role.MASTER:
-        fork.freeze_gc_in_children(
-            freeze_gc if freeze_gc is not None else environment.freeze_gc()
-        )
+        fork.freeze_gc_in_children(freeze_gc if freeze_gc is not None else environment.freeze_gc())
         uwsgi_server.warn_about_recycling_once()
         _set_up_in_master(master_setup)
         fork.before_workers_fork()  # ORMs give back what they hold: closed just below
@@ -270,15 +271,15 @@ def install(
     return installation
 
 
-def installation_of(pool: Pool) -> Installation | None:
+def installation_of(pool: Installable) -> Installation | None:
     return _installations.get(pool)
 
 
 def _resolve(
     target: Any, master_setup: Callable[[], object] | None
-) -> tuple[Pool, Callable[[], object] | None]:
+) -> tuple[Installable, Callable[[], object] | None]:
     """The pool to install, and what must run in a master before it keeps no connection."""
-    if isinstance(target, Pool):
+    if isinstance(target, Pool | Cluster):
         return target, master_setup
     holder = target if hasattr(target, "postfork_pool") else getattr(target, "pool", None)
     pool = getattr(holder, "postfork_pool", None)

@@ -24,9 +24,9 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import fork
-from .pool import Pool
 from .servers import uwsgi as uwsgi_server
 
 log = logging.getLogger("postfork.upkeep")
@@ -34,6 +34,17 @@ log = logging.getLogger("postfork.upkeep")
 MAX_SLEEP = 5.0  # the timer re-reads the pools at least this often (new pools, a changed mode)
 MIN_SLEEP = 0.05  # never a busy loop, even when maintenance is overdue
 RETRY_SLEEP = 1.0  # after maintain() failed (the database is down): try again in a second
+
+
+class Maintained(Protocol):
+    """What upkeep needs of a pool (a :class:`~postfork.Pool`, a topology's ``Cluster``)."""
+
+    @property
+    def degraded(self) -> bool: ...
+
+    def maintain(self, *, connect: bool = True) -> None: ...
+
+    def maintenance_due_in(self) -> float | None: ...
 
 
 @dataclass
@@ -48,13 +59,13 @@ class Upkeep:
     """The installed pools' maintenance: after responses and on a per-worker timer."""
 
     def __init__(self) -> None:
-        self._pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+        self._pools: weakref.WeakSet[Maintained] = weakref.WeakSet()
         self._timer_started = fork.OncePerProcess()
         self._wake = threading.Event()
         self._hooked_uwsgi = False
         self._periodic: dict[str, _Periodic] = {}
 
-    def add(self, pool: Pool) -> None:
+    def add(self, pool: Maintained) -> None:
         self._pools.add(pool)
         self._wake.set()  # the timer re-reads its deadlines
         if not self._hooked_uwsgi:

@@ -46,9 +46,7 @@ class SQLAlchemyPool:
         def creator() -> Any:
             started = time.perf_counter()
             try:
-                return connect(
-                    self.url, driver=driver, timeout=connect_timeout, extra=connect_args
-                )
+                return connect(self.url, driver=driver, timeout=connect_timeout, extra=connect_args)
             finally:
                 self._connect_seconds += time.perf_counter() - started
 

@@ -173,6 +173,7 @@ class ServiceMetrics:
         master: not forked)."""
         if not self._sweeping.first():
             return
+
         def period() -> float:
             return sweep_period(metrics_files.lives(self.directory)[1])
 

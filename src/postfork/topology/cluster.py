@@ -1,0 +1,344 @@
+"""``postfork.Cluster``: one object for a primary and its replicas, or a Galera cluster.
+
+Each member has its own :class:`~postfork.Pool`, so every guarantee of the single pool holds per
+member (warm before the first request, nothing shared across fork, zero-round-trip liveness,
+lifetimes, rollback on return). On top, routing: a write goes to the primary (Galera: the first
+Synced node, so certification conflicts stay rare); a read goes to a member the last check found
+healthy and fresh enough, in turn; a read shortly after a write in the same thread or task goes
+to the primary. Routing reads only what the checks left behind (a tuple and a counter): the
+checks run in ``maintain()``, off the request path, once per ``check_interval``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .. import fork
+from ..errors import ConfigError, Error, NoMemberAvailable
+from ..pool import Pool
+from ..url import DatabaseURL, parse_url
+from ..validate import POSITIVE_SECONDS
+from .health import Health, Role, Verdict
+from .lease import RoutedLease
+from .member import Member
+
+log = logging.getLogger("postfork.topology")
+
+T = TypeVar("T")
+
+DEFAULT_MAX_REPLICA_LAG = 5.0
+DEFAULT_CHECK_INTERVAL = 1.0
+DEFAULT_CHECK_TIMEOUT = 1.0
+FALLBACKS = ("primary", "fail")
+GALERA_CONFLICT = 1213  # ER_LOCK_DEADLOCK: on Galera, also a certification failure
+
+
+class Cluster:
+    """A primary and replicas (``Cluster(primary_url, [replica_url, ...])``) or a Galera cluster
+    (``Cluster(galera=[node_url, ...])``: every node takes writes, but they go to one, the first
+    Synced in the order given, so that concurrent transactions rarely conflict at
+    certification).
+
+    ``with cluster.writer() as conn:`` writes; ``with cluster.reader() as conn:`` reads from a
+    replica within ``max_replica_lag`` seconds of the primary, spread over those that qualify;
+    when none does, from the primary (``fallback="fail"``: :class:`NoMemberAvailable` instead).
+    For ``read_your_writes`` seconds after a writer block ends, reads in the same thread or task
+    go to the primary (default: ``max_replica_lag + check_interval``, the longest a replica
+    that qualifies may be behind). ``cluster.read(fn)`` runs an idempotent read and runs it
+    again on another member if the connection dies under it.
+
+    Every other keyword is a :class:`~postfork.Pool` option, for every member's pool.
+    """
+
+    def __init__(
+        self,
+        primary: str | DatabaseURL | None = None,
+        replicas: Sequence[str | DatabaseURL] = (),
+        *,
+        max_replica_lag: float = DEFAULT_MAX_REPLICA_LAG,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
+        check_timeout: float = DEFAULT_CHECK_TIMEOUT,
+        read_your_writes: float | None = None,
+        fallback: str = "primary",
+        galera: Sequence[str | DatabaseURL] = (),
+        clock: Callable[[], float] = time.monotonic,
+        **pool_options: Any,
+    ) -> None:
+        for name, value in (
+            ("max_replica_lag", max_replica_lag),
+            ("check_interval", check_interval),
+            ("check_timeout", check_timeout),
+        ):
+            POSITIVE_SECONDS.check(name, value)
+        if read_your_writes is not None and read_your_writes != 0:
+            POSITIVE_SECONDS.check("read_your_writes", read_your_writes)
+        if fallback not in FALLBACKS:
+            raise ConfigError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+        self.max_replica_lag = float(max_replica_lag)
+        self.check_interval = float(check_interval)
+        self.check_timeout = float(check_timeout)
+        self.read_your_writes = float(
+            max_replica_lag + check_interval if read_your_writes is None else read_your_writes
+        )
+        self.fallback = fallback
+        self._clock = clock
+        self.members = _members(primary, replicas, galera, pool_options)
+        self.primary = next((m for m in self.members if m.role is Role.PRIMARY), None)
+        self.galera = any(member.role is Role.GALERA for member in self.members)
+        self._readable: tuple[Member, ...] = ()  # who may serve a read, as of the last check
+        self._writer: Member | None = self.primary  # Galera: the first Synced node
+        self._turn = itertools.count()  # spreads reads over the readable members
+        self._wrote_at: contextvars.ContextVar[float] = contextvars.ContextVar(
+            f"postfork_wrote_at_{id(self)}", default=-1e18
+        )
+        self._checking = threading.Lock()  # one check round at a time (timer thread, hooks)
+        self._next_check = 0.0
+        self._reroute()
+        fork.add_listener(self)
+
+    # -- routing (the request path: no I/O, no lock) ----------------------------------------
+
+    def reader(self) -> RoutedLease:
+        return RoutedLease(self, write=False)
+
+    def writer(self) -> RoutedLease:
+        return RoutedLease(self, write=True)
+
+    def read(self, func: Callable[[Any], T], *, attempts: int = 2) -> T:
+        """``func(conn)`` on a reader; if the connection dies under it (the member crashed),
+        the member is left and ``func`` runs again on another, up to ``attempts`` times. Only
+        for reads that may run twice; any other error (a deadlock, a syntax error) goes up."""
+        for attempt in range(1, attempts + 1):
+            lease = self.reader()
+            try:
+                with lease as conn:
+                    return func(conn)
+            except Exception as exc:
+                member = lease.member
+                if attempt == attempts or member is None or not member.pool.is_disconnect(exc):
+                    raise
+                log.info("read on %s lost its connection; running it again elsewhere", member.name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _route(self, write: bool) -> Member:
+        if write or self._clock() - self._wrote_at.get() < self.read_your_writes:
+            writer = self._writer
+            if writer is None:
+                raise self._nothing_left(True)
+            return writer
+        readable = self._readable
+        if readable:
+            return readable[next(self._turn) % len(readable)]
+        if self.fallback == "primary" and self._writer is not None:
+            return self._writer
+        raise self._nothing_left(False)
+
+    def _alternatives(self, write: bool, tried: Member) -> Iterator[Member]:
+        """After ``tried`` failed to connect: the other members that may serve (a write only
+        moves between Galera nodes: nothing was sent yet, so another node is safe)."""
+        if write:
+            candidates = [m for m in self.members if m.role is Role.GALERA and m.serves]
+        else:
+            candidates = list(self._readable)
+            if self.fallback == "primary" and self._writer is not None:
+                candidates.append(self._writer)
+        yield from (member for member in candidates if member is not tried)
+
+    def _left(self, member: Member, exc: BaseException) -> None:
+        member.fail(exc)
+        self._reroute()
+
+    def _wrote(self) -> None:
+        self._wrote_at.set(self._clock())
+
+    def _failed_in_use(self, member: Member, exc: BaseException, *, write: bool) -> None:
+        if member.pool.is_disconnect(exc):
+            self._left(member, exc)
+        elif self.galera and write and _error_code(exc) == GALERA_CONFLICT:
+            log.warning(
+                "write on Galera node %s rolled back by a conflict (error 1213: deadlock or "
+                "certification failure); postfork does not retry writes: retry the whole "
+                "transaction if it is safe to",
+                member.name,
+            )
+
+    def _nothing_left(self, write: bool) -> NoMemberAvailable:
+        what = "write" if write else "read"
+        states = "; ".join(member.describe() for member in self.members)
+        return NoMemberAvailable(f"no member can serve a {what}: {states}")
+
+    def _reroute(self) -> None:
+        """Recompute who serves, from the members' verdicts (after a check or a failure)."""
+        members = self.members
+        if self.galera:
+            synced = tuple(m for m in members if m.serves or m.health is Health.UNKNOWN)
+            self._writer = synced[0] if synced else None
+            self._readable = synced
+        else:
+            self._readable = tuple(m for m in members if m.role is Role.REPLICA and m.serves)
+
+    # -- upkeep (off the request path) ------------------------------------------------------
+
+    def check(self) -> None:
+        """Ask every member how it is (one query each) and route by the answers. Runs from
+        ``maintain()`` once per ``check_interval``; call it to force a round."""
+        if not self._checking.acquire(blocking=False):
+            return  # another thread is checking right now
+        try:
+            self._check_members()
+            self._next_check = self._clock() + self.check_interval
+        finally:
+            self._checking.release()
+        self._reroute()
+
+    def _check_members(self) -> None:
+        primary_reachable = True
+        for member in sorted(self.members, key=lambda m: m.role is not Role.PRIMARY):
+            before, after = member.check(
+                max_lag=self.max_replica_lag,
+                primary_reachable=primary_reachable,
+                timeout=self.check_timeout,
+            )
+            if member.role is Role.PRIMARY:
+                primary_reachable = after.serves
+            _log_change(member, before, after)
+
+    def maintain(self, *, connect: bool = True) -> None:
+        """Every member's pool upkeep; then the health checks when due. ``connect=False`` (a
+        member is failing: a check could wait ``check_timeout`` on it) leaves the checks to
+        the upkeep's timer thread."""
+        for member in self.members:
+            try:
+                member.pool.maintain(connect=connect)
+            except Error as exc:
+                self._left(member, exc)
+        if connect and self._clock() >= self._next_check:
+            self.check()
+
+    def maintenance_due_in(self) -> float | None:
+        dues = [due for m in self.members if (due := m.pool.maintenance_due_in()) is not None]
+        dues.append(max(0.0, self._next_check - self._clock()))
+        return min(dues)
+
+    @property
+    def degraded(self) -> bool:
+        return any(m.pool.degraded or not m.serves for m in self.members)
+
+    def warm(self) -> int:
+        """Open every member's ``min_idle`` connections and check each member once, so this
+        worker routes right from its first request. A member that cannot be reached is left
+        (and checked again later); raises only when no member at all answers."""
+        opened = 0
+        for member in self.members:
+            try:
+                opened += member.pool.warm()
+            except Error as exc:
+                self._left(member, exc)
+        self._next_check = 0.0
+        self.check()
+        if not any(member.serves for member in self.members):
+            raise self._nothing_left(False)
+        return opened
+
+    def after_fork(self) -> None:
+        """A worker checks for itself (the master's view is stale and it kept no connections)."""
+        self._next_check = 0.0
+
+    # -- what install() and the server hooks use -------------------------------------------
+
+    @property
+    def min_idle(self) -> int:
+        return sum(member.pool.min_idle for member in self.members)
+
+    @property
+    def closed(self) -> bool:
+        return all(member.pool.closed for member in self.members)
+
+    def counts(self) -> tuple[int, int]:
+        idle = in_use = 0
+        for member in self.members:
+            member_idle, member_in_use = member.pool.counts()
+            idle, in_use = idle + member_idle, in_use + member_in_use
+        return idle, in_use
+
+    def stats(self) -> dict[str, Any]:
+        """Totals (``idle``, ``in_use``, like a pool's) and each member's stats and health."""
+        members = [member.stats() for member in self.members]
+        return {
+            "idle": sum(m["pool"]["idle"] for m in members),
+            "in_use": sum(m["pool"]["in_use"] for m in members),
+            "readable": [member.name for member in self._readable],
+            "writer": self._writer.name if self._writer is not None else None,
+            "members": members,
+        }
+
+    def preload(self) -> None:
+        for member in self.members:
+            member.pool.preload()
+
+    def enter_master_mode(self) -> tuple[int, int]:
+        closed = leased = 0
+        for member in self.members:
+            member_closed, member_leased = member.pool.enter_master_mode()
+            closed, leased = closed + member_closed, leased + member_leased
+        return closed, leased
+
+    def close(self) -> None:
+        for member in self.members:
+            member.pool.close()
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        return self.members[0].pool.is_disconnect(exc)
+
+    def __repr__(self) -> str:
+        return f"<Cluster {'; '.join(member.describe() for member in self.members)}>"
+
+
+def _members(
+    primary: str | DatabaseURL | None,
+    replicas: Sequence[str | DatabaseURL],
+    galera: Sequence[str | DatabaseURL],
+    pool_options: Mapping[str, Any],
+) -> list[Member]:
+    if isinstance(replicas, str | DatabaseURL) or isinstance(galera, str | DatabaseURL):
+        raise ConfigError("replicas and galera take a list of URLs, not one URL")
+    if galera and (primary is not None or replicas):
+        raise ConfigError("a Galera cluster has nodes, not a primary and replicas")
+    if not galera and primary is None:
+        raise ConfigError("a cluster needs a primary URL (or Galera nodes)")
+    roles: list[tuple[str | DatabaseURL, Role]] = [(url, Role.GALERA) for url in galera]
+    if primary is not None:
+        roles = [(primary, Role.PRIMARY), *((url, Role.REPLICA) for url in replicas)]
+    members = [_member(url, role, pool_options) for url, role in roles]
+    names = [member.name for member in members]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"the same server is given twice: {', '.join(names)}")
+    return members
+
+
+def _member(url: str | DatabaseURL, role: Role, pool_options: Mapping[str, Any]) -> Member:
+    parsed = parse_url(url)
+    return Member(Pool(parsed, **pool_options), role, _server_name(parsed))
+
+
+def _server_name(url: DatabaseURL) -> str:
+    socket = url.options.get("unix_socket")
+    return str(socket) if socket else f"{url.host}:{url.port}"
+
+
+def _log_change(member: Member, before: Verdict, after: Verdict) -> None:
+    if before.serves and not after.serves:
+        log.warning("left: %s", member.describe())
+    elif after.serves and not before.serves and before.health is not Health.UNKNOWN:
+        log.info("back: %s", member.describe())
+
+
+def _error_code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None

@@ -1,0 +1,126 @@
+"""One server of a topology: its pool, its role, and what the last check found.
+
+A member's health changes in two ways only: a check (off the request path, one query) or a
+failure seen on the way (a connect refused, a connection that died in a read), which takes it
+out at once; only a check brings it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import Error
+from ..pool import Pool, deadline
+from .health import (
+    PROBES,
+    UP,
+    Health,
+    Role,
+    Verdict,
+    judge_galera,
+    judge_replica,
+    pairs_as_status,
+    rows_as_status,
+)
+
+log = logging.getLogger("postfork.topology")
+
+
+class Member:
+    """A server in a :class:`~postfork.topology.Cluster`: ``name`` (host:port or socket, no
+    password), ``role``, its own :class:`~postfork.Pool`, and the latest :class:`Verdict`."""
+
+    def __init__(self, pool: Pool, role: Role, name: str) -> None:
+        self.pool = pool
+        self.role = role
+        self.name = name
+        self.verdict = Verdict(Health.UNKNOWN, reason="not checked yet")
+        self.checked_at = 0.0  # monotonic; 0.0: never in this process
+        self.reads = 0  # read checkouts routed here (this process)
+        self.writes = 0
+        self.left = 0  # times this process took it out of rotation
+
+    @property
+    def health(self) -> Health:
+        return self.verdict.health
+
+    @property
+    def serves(self) -> bool:
+        return self.verdict.health is Health.UP
+
+    def check(
+        self, *, max_lag: float, primary_reachable: bool, timeout: float
+    ) -> tuple[Verdict, Verdict]:
+        """Ask the server (one round trip, bounded by ``timeout``); returns (before, after)."""
+        before = self.verdict
+        try:
+            with deadline(timeout), self.pool.connection() as conn:
+                verdict = self._probe(conn, max_lag=max_lag, primary_reachable=primary_reachable)
+        except Error as exc:
+            verdict = Verdict(Health.DOWN, reason=str(exc))
+        except Exception as exc:  # the driver's own error: a connection that died mid-check
+            verdict = Verdict(Health.DOWN, reason=_driver_error_text(exc))
+        self.set(verdict)
+        return before, verdict
+
+    def _probe(self, conn: Any, *, max_lag: float, primary_reachable: bool) -> Verdict:
+        statement = PROBES[self.role]
+        cursor = conn.cursor()
+        try:
+            cursor.execute(statement or "SELECT 1")
+            rows = list(cursor.fetchall())
+            description = cursor.description
+        finally:
+            cursor.close()
+        if self.role is Role.REPLICA:
+            status = rows_as_status(description, rows)
+            return judge_replica(status, max_lag=max_lag, primary_reachable=primary_reachable)
+        if self.role is Role.GALERA:
+            return judge_galera(pairs_as_status(rows))
+        return UP
+
+    def set(self, verdict: Verdict, clock: Callable[[], float] = time.monotonic) -> None:
+        if self.verdict.serves and not verdict.serves:
+            self.left += 1
+        self.verdict = verdict
+        self.checked_at = clock()
+
+    def fail(self, exc: BaseException) -> None:
+        """A failure seen while serving (connect refused, connection lost): out at once."""
+        text = str(exc) if isinstance(exc, Error) else _driver_error_text(exc)
+        if self.serves:
+            log.warning("%s %s left: %s", self.role.value, self.name, text)
+        self.set(Verdict(Health.DOWN, reason=text))
+
+    def describe(self) -> str:
+        verdict = self.verdict
+        lag = f", {verdict.lag:g}s behind" if verdict.lag is not None else ""
+        why = f": {verdict.reason}" if verdict.reason else ""
+        return f"{self.role.value} {self.name} {verdict.health.value}{lag}{why}"
+
+    def stats(self) -> dict[str, Any]:
+        verdict = self.verdict
+        return {
+            "name": self.name,
+            "role": self.role.value,
+            "health": verdict.health.value,
+            "lag": verdict.lag,
+            "reason": verdict.reason,
+            "reads": self.reads,
+            "writes": self.writes,
+            "left": self.left,
+            "pool": self.pool.stats(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Member {self.describe()}>"
+
+
+def _driver_error_text(exc: BaseException) -> str:
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"({args[0]}) {args[1]}"
+    return f"{type(exc).__name__}: {exc}"
