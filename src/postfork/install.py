@@ -279,8 +279,11 @@ def _resolve(
     target: Any, master_setup: Callable[[], object] | None
 ) -> tuple[Installable, Callable[[], object] | None]:
     """The pool to install, and what must run in a master before it keeps no connection."""
-    if isinstance(target, Pool | Cluster):
+    if isinstance(target, Pool):
         return target, master_setup
+    if isinstance(target, Cluster):
+        setups = [master_setup] if master_setup else list(target.master_setups)
+        return target, (lambda: [setup() for setup in setups]) if setups else None
     holder = target if hasattr(target, "postfork_pool") else getattr(target, "pool", None)
     pool = getattr(holder, "postfork_pool", None)
     if not isinstance(pool, Pool):

@@ -16,6 +16,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from .member import Member
 log = logging.getLogger("postfork.topology")
 
 T = TypeVar("T")
+Server = str | DatabaseURL | Pool  # a member: its URL, or a pool already made for it
 
 DEFAULT_MAX_REPLICA_LAG = 5.0
 DEFAULT_CHECK_INTERVAL = 1.0
@@ -53,20 +55,22 @@ class Cluster:
     that qualifies may be behind). ``cluster.read(fn)`` runs an idempotent read and runs it
     again on another member if the connection dies under it.
 
-    Every other keyword is a :class:`~postfork.Pool` option, for every member's pool.
+    Every other keyword is a :class:`~postfork.Pool` option, for every member's pool. A member
+    may also be given as a ready :class:`~postfork.Pool` (the ORM integrations do): its upkeep
+    stays with whoever made it, the cluster only routes to it and checks it.
     """
 
     def __init__(
         self,
-        primary: str | DatabaseURL | None = None,
-        replicas: Sequence[str | DatabaseURL] = (),
+        primary: Server | None = None,
+        replicas: Sequence[Server] = (),
         *,
         max_replica_lag: float = DEFAULT_MAX_REPLICA_LAG,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         check_timeout: float = DEFAULT_CHECK_TIMEOUT,
         read_your_writes: float | None = None,
         fallback: str = "primary",
-        galera: Sequence[str | DatabaseURL] = (),
+        galera: Sequence[Server] = (),
         clock: Callable[[], float] = time.monotonic,
         **pool_options: Any,
     ) -> None:
@@ -99,6 +103,9 @@ class Cluster:
         )
         self._checking = threading.Lock()  # one check round at a time (timer thread, hooks)
         self._next_check = 0.0
+        self.master_setups: list[Callable[[], object]] = []  # install() runs them in a master
+        for member in self.members:
+            member.pool.events.listen("connect_failed", _passive_check(self, member))
         self._reroute()
         fork.add_listener(self)
 
@@ -157,6 +164,12 @@ class Cluster:
     def _wrote(self) -> None:
         self._wrote_at.set(self._clock())
 
+    def note_write(self) -> None:
+        """Reads in this thread or task go to the primary for ``read_your_writes`` seconds, as
+        after a writer block: for a write this process did not see (the client says it wrote,
+        by a cookie of the app's, through another worker)."""
+        self._wrote()
+
     def _failed_in_use(self, member: Member, exc: BaseException, *, write: bool) -> None:
         if member.pool.is_disconnect(exc):
             self._left(member, exc)
@@ -214,6 +227,8 @@ class Cluster:
         member is failing: a check could wait ``check_timeout`` on it) leaves the checks to
         the upkeep's timer thread."""
         for member in self.members:
+            if not member.owns_pool:
+                continue  # its own installation maintains it
             try:
                 member.pool.maintain(connect=connect)
             except Error as exc:
@@ -301,18 +316,20 @@ class Cluster:
 
 
 def _members(
-    primary: str | DatabaseURL | None,
-    replicas: Sequence[str | DatabaseURL],
-    galera: Sequence[str | DatabaseURL],
+    primary: Server | None,
+    replicas: Sequence[Server],
+    galera: Sequence[Server],
     pool_options: Mapping[str, Any],
 ) -> list[Member]:
-    if isinstance(replicas, str | DatabaseURL) or isinstance(galera, str | DatabaseURL):
+    if isinstance(replicas, str | DatabaseURL | Pool) or isinstance(
+        galera, str | DatabaseURL | Pool
+    ):
         raise ConfigError("replicas and galera take a list of URLs, not one URL")
     if galera and (primary is not None or replicas):
         raise ConfigError("a Galera cluster has nodes, not a primary and replicas")
     if not galera and primary is None:
         raise ConfigError("a cluster needs a primary URL (or Galera nodes)")
-    roles: list[tuple[str | DatabaseURL, Role]] = [(url, Role.GALERA) for url in galera]
+    roles: list[tuple[Server, Role]] = [(url, Role.GALERA) for url in galera]
     if primary is not None:
         roles = [(primary, Role.PRIMARY), *((url, Role.REPLICA) for url in replicas)]
     members = [_member(url, role, pool_options) for url, role in roles]
@@ -322,9 +339,25 @@ def _members(
     return members
 
 
-def _member(url: str | DatabaseURL, role: Role, pool_options: Mapping[str, Any]) -> Member:
-    parsed = parse_url(url)
+def _member(server: Server, role: Role, pool_options: Mapping[str, Any]) -> Member:
+    if isinstance(server, Pool):
+        return Member(server, role, _server_name(server.url), owns_pool=False)
+    parsed = parse_url(server)
     return Member(Pool(parsed, **pool_options), role, _server_name(parsed))
+
+
+def _passive_check(cluster: Cluster, member: Member) -> Callable[[Pool, BaseException], None]:
+    """A connect to ``member`` failed (whoever asked: a routed lease, an ORM's engine): it
+    leaves at once, without waiting for the next check. Holds the cluster weakly: the pool's
+    listener must not keep it alive."""
+    ref = weakref.ref(cluster)
+
+    def connect_failed(pool: Pool, error: BaseException) -> None:
+        found = ref()
+        if found is not None:
+            found._left(member, error)
+
+    return connect_failed
 
 
 def _server_name(url: DatabaseURL) -> str:

@@ -33,8 +33,9 @@ class Member:
     """A server in a :class:`~postfork.topology.Cluster`: ``name`` (host:port or socket, no
     password), ``role``, its own :class:`~postfork.Pool`, and the latest :class:`Verdict`."""
 
-    def __init__(self, pool: Pool, role: Role, name: str) -> None:
+    def __init__(self, pool: Pool, role: Role, name: str, *, owns_pool: bool = True) -> None:
         self.pool = pool
+        self.owns_pool = owns_pool  # made by the cluster (else an ORM's: its upkeep is theirs)
         self.role = role
         self.name = name
         self.verdict = Verdict(Health.UNKNOWN, reason="not checked yet")

@@ -1,0 +1,156 @@
+"""postfork.Cluster in an app of its own (tests/e2e/apps/clusterapp.py) under real uWSGI (4
+processes, max-requests = 50) on a real primary and two replicas, broken under HTTP load. Each
+failure runs first against the control (a plain pool per server, reads spread by hand), which
+must show the errors the cluster avoids."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postfork.tools.replication import EmbeddedReplicaSet
+from postfork.tools.serve.command import ServeOptions, _executable
+from postfork.tools.serve.runner import ServiceProcess, free_port, get
+
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(scope="module")
+def replica_set() -> Iterator[EmbeddedReplicaSet]:
+    with EmbeddedReplicaSet(2) as servers:
+        servers.primary.execute(
+            "CREATE TABLE postfork.notes (id INT PRIMARY KEY AUTO_INCREMENT, body VARCHAR(40))"
+        )
+        servers.wait_for_replicas()
+        yield servers
+
+
+def uwsgi_app(replica_set: EmbeddedReplicaSet, **env: str) -> ServiceProcess:
+    port = free_port()
+    argv = [
+        _executable("uwsgi"),
+        "--master",
+        "--processes", "4",
+        "--http-socket", f"127.0.0.1:{port}",
+        "--chdir", ROOT,
+        "--module", "tests.e2e.apps.clusterapp:application",
+        "--need-app",
+        "--die-on-term",
+        "--enable-threads",
+        "--max-requests", "50",
+        "--min-worker-lifetime", "0",
+        "--shared-py-import", "postfork.accelerate",
+        "--disable-logging",
+    ]  # fmt: skip
+    return ServiceProcess(
+        replica_set.primary_url,
+        ServeOptions(server="uwsgi", bind=f"127.0.0.1:{port}"),
+        argv=argv,
+        env={
+            "DATABASE_URL": replica_set.primary_url.render_secret(),
+            "REPLICA_URLS": ",".join(url.render_secret() for url in replica_set.replica_urls),
+            "PYTHONPATH": ROOT + os.pathsep + os.pathsep.join(sys.path),
+            **env,
+        },
+    )
+
+
+def load(port: int, seconds: float, during: object = None, clients: int = 4) -> Counter[int]:
+    """``clients`` threads of GET /notes for ``seconds``; ``during()`` runs after a third of
+    it. Returns the answers by status (0: no answer)."""
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < stop:
+            try:
+                status = get(port, "/notes", timeout=10).status
+            except OSError:
+                status = 0
+            with lock:
+                statuses[status] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    if during is not None:
+        time.sleep(seconds / 3)
+        during()  # type: ignore[operator]
+    for thread in threads:
+        thread.join(seconds + 30)
+    return statuses
+
+
+def revive(replica_set: EmbeddedReplicaSet, index: int) -> None:
+    replica = replica_set.replicas[index]
+    if replica.pid is None:
+        replica.start()
+        replica_set.follow(replica)
+    replica_set.wait_for_replicas()
+
+
+def test_reads_go_to_both_replicas_and_writes_to_the_primary(
+    replica_set: EmbeddedReplicaSet,
+) -> None:
+    with uwsgi_app(replica_set) as app:
+        write = get(app.port, "/notes", method="POST")
+        assert write.status == 200 and write.body["port"] == replica_set.primary.port
+        time.sleep(1.3)  # the writing worker reads from the primary for read_your_writes (1.2 s)
+        ports = Counter(get(app.port, "/notes").body["port"] for _ in range(60))
+    assert set(ports) == {replica.port for replica in replica_set.replicas}, ports
+
+
+@pytest.mark.parametrize("mode", ["plain", "cluster"])
+def test_a_replica_killed_under_load_costs_idempotent_reads_nothing(
+    replica_set: EmbeddedReplicaSet, mode: str
+) -> None:
+    victim = replica_set.replicas[0]
+    try:
+        with uwsgi_app(replica_set, CLUSTER=mode) as app:
+            statuses = load(app.port, 3.0, during=victim.kill)
+    finally:
+        revive(replica_set, 0)
+    assert statuses[200] > 100, statuses
+    if mode == "plain":
+        assert sum(n for status, n in statuses.items() if status != 200) > 0, statuses
+    else:
+        assert set(statuses) == {200}, statuses
+
+
+def test_primary_stopped_writes_get_a_clean_503_reads_go_on_writes_resume_within_a_second(
+    replica_set: EmbeddedReplicaSet,
+) -> None:
+    primary = replica_set.primary
+    with uwsgi_app(replica_set) as app:
+        assert get(app.port, "/notes", method="POST").status == 200
+        primary.terminate()
+        try:
+            for _ in range(8):  # every worker, whatever it held
+                started = time.monotonic()
+                answer = get(app.port, "/notes", method="POST")
+                assert answer.status == 503, answer.body
+                assert answer.headers["retry-after"] == "1"
+                assert time.monotonic() - started < 1.5  # checkout_timeout is 1 s
+            statuses = load(app.port, 1.5, clients=2)
+            assert set(statuses) == {200}, statuses
+        finally:
+            primary.start()
+        back = time.monotonic()
+        resumed = [get(app.port, "/notes", method="POST").status for _ in itertools.repeat(0, 1)]
+        while resumed[-1] != 200 and time.monotonic() - back < 5:
+            time.sleep(0.02)
+            resumed.append(get(app.port, "/notes", method="POST").status)
+        recovery = time.monotonic() - back
+        assert resumed[-1] == 200 and recovery < 1.0, (resumed, recovery)
+    replica_set.wait_for_replicas()
