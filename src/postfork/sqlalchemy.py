@@ -3,7 +3,11 @@
     engine = create_engine(url, poolclass=postfork.sqlalchemy.PostforkPool, pool_size=2)
     postfork.install(engine)
 
-or in one call, ``postfork.sqlalchemy.create_engine(url, pool_size=2)``.
+or in one call, ``postfork.sqlalchemy.create_engine(url, pool_size=2)``. A primary with
+replicas (or Galera nodes)::
+
+    engines = postfork.sqlalchemy.create_cluster_engines(primary_url, [replica_url, ...])
+    Session = sessionmaker(class_=postfork.sqlalchemy.RoutingSession, postfork_engines=engines)
 """
 
 from .errors import MissingExtra
@@ -16,9 +20,23 @@ try:
         engine_url,
         install,
     )
+    from .integrations.sqlalchemy_cluster import (
+        ClusterEngines,
+        RoutingSession,
+        create_cluster_engines,
+    )
 except ImportError as exc:  # pragma: no cover - exercised by the missing-extras test
     if exc.name and exc.name.split(".")[0] == "sqlalchemy":
         raise MissingExtra("SQLAlchemy", "sqlalchemy") from exc
     raise
 
-__all__ = ["PoolTimeoutError", "PostforkPool", "create_engine", "engine_url", "install"]
+__all__ = [
+    "ClusterEngines",
+    "PoolTimeoutError",
+    "PostforkPool",
+    "RoutingSession",
+    "create_cluster_engines",
+    "create_engine",
+    "engine_url",
+    "install",
+]

@@ -19,12 +19,13 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from .. import environment
 from ..drivers import DRIVER_NAMES, load_driver
 from ..pool import Pool
+from ..topology import Cluster
 from ..url import DatabaseURL, parse_url
 
 EXIT_WAYS = ("exit", "use-and-exit", "raise", "os-exit", "gc-collect", "pool-close")
@@ -164,7 +165,39 @@ def _configure_django(
     django.setup()
 
 
-TARGETS = ("pool", "sqlalchemy", "django")
+class ClusterTarget(PoolTarget):
+    """A :class:`~postfork.Cluster`: a primary and replicas (``REPLICAS_VAR``), one connection
+    per member; every member's sessions must survive the children."""
+
+    name = "cluster"
+
+    def __init__(self, url: str, driver: str, size: int) -> None:
+        replicas = [u for u in os.environ.get(REPLICAS_VAR, "").split(",") if u]
+        if not replicas:
+            raise ValueError(f"--target cluster needs replica URLs in {REPLICAS_VAR}")
+        self.cluster = Cluster(url, replicas, driver=driver, min_idle=1, max_size=1)
+        self.cluster.warm()
+        self.size = len(self.cluster.members)
+
+    def connections(self) -> contextlib.AbstractContextManager[list[Any]]:
+        return _leased_all([member.pool.connection() for member in self.cluster.members])
+
+    def close(self) -> None:
+        self.cluster.close()
+
+    def counts(self) -> dict[str, Any]:
+        pools = [member.pool.stats() for member in self.cluster.members]
+        return {
+            "parent_connects": sum(stats["connects"] for stats in pools),
+            "parent_discards": {
+                reason: sum(stats["discards"][reason] for stats in pools)
+                for reason in pools[0]["discards"]
+            },
+        }
+
+
+REPLICAS_VAR = "POSTFORK_FORKCHECK_REPLICAS"  # comma-separated URLs, kept out of argv
+TARGETS = ("pool", "sqlalchemy", "django", "cluster")
 CONTROLS = ("naive", "sqlalchemy-stock", "django-stock")
 
 
@@ -175,6 +208,8 @@ def _target(name: str, url: str, driver: str, size: int) -> Any:
         return EngineTarget(url, driver, size, stock=name == "sqlalchemy-stock")
     if name in ("django", "django-stock"):
         return DjangoTarget(url, driver, size, stock=name == "django-stock")
+    if name == "cluster":
+        return ClusterTarget(url, driver, size)
     raise ValueError(f"unknown target {name!r}")
 
 
@@ -308,9 +343,13 @@ def run_naive(url: str, driver: str, method: str) -> dict[str, Any]:
     return {"driver": driver, "fork": method, "parent_survived": error is None, "error": error}
 
 
-def run_in_subprocess(url: DatabaseURL, *args: str) -> dict[str, Any]:
-    """Run this module as its own process and return its report (the password stays out of argv)."""
+def run_in_subprocess(
+    url: DatabaseURL, *args: str, replicas: Sequence[DatabaseURL] = ()
+) -> dict[str, Any]:
+    """Run this module as its own process and return its report (passwords stay out of argv)."""
     env = {**os.environ, environment.DATABASE_URL_VAR: url.render_secret()}
+    if replicas:
+        env[REPLICAS_VAR] = ",".join(replica.render_secret() for replica in replicas)
     result = subprocess.run(
         [sys.executable, "-m", "postfork.tools.forkcheck", *args],
         env=env,

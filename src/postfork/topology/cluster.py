@@ -27,7 +27,7 @@ from ..url import DatabaseURL, parse_url
 from ..validate import POSITIVE_SECONDS
 from .health import Health, Role, Verdict
 from .lease import RoutedLease
-from .member import Member
+from .member import Member, server_name
 
 log = logging.getLogger("postfork.topology")
 
@@ -226,6 +226,8 @@ class Cluster:
         """Every member's pool upkeep; then the health checks when due. ``connect=False`` (a
         member is failing: a check could wait ``check_timeout`` on it) leaves the checks to
         the upkeep's timer thread."""
+        if self.closed:
+            return
         for member in self.members:
             if not member.owns_pool:
                 continue  # its own installation maintains it
@@ -237,6 +239,8 @@ class Cluster:
             self.check()
 
     def maintenance_due_in(self) -> float | None:
+        if self.closed:
+            return None
         dues = [due for m in self.members if (due := m.pool.maintenance_due_in()) is not None]
         dues.append(max(0.0, self._next_check - self._clock()))
         return min(dues)
@@ -341,9 +345,9 @@ def _members(
 
 def _member(server: Server, role: Role, pool_options: Mapping[str, Any]) -> Member:
     if isinstance(server, Pool):
-        return Member(server, role, _server_name(server.url), owns_pool=False)
+        return Member(server, role, server_name(server.url), owns_pool=False)
     parsed = parse_url(server)
-    return Member(Pool(parsed, **pool_options), role, _server_name(parsed))
+    return Member(Pool(parsed, **pool_options), role, server_name(parsed))
 
 
 def _passive_check(cluster: Cluster, member: Member) -> Callable[[Pool, BaseException], None]:
@@ -358,11 +362,6 @@ def _passive_check(cluster: Cluster, member: Member) -> Callable[[Pool, BaseExce
             found._left(member, error)
 
     return connect_failed
-
-
-def _server_name(url: DatabaseURL) -> str:
-    socket = url.options.get("unix_socket")
-    return str(socket) if socket else f"{url.host}:{url.port}"
 
 
 def _log_change(member: Member, before: Verdict, after: Verdict) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import Error
 from ..pool import Pool, deadline
+from ..url import DatabaseURL
 from .health import (
     PROBES,
     UP,
@@ -118,6 +119,12 @@ class Member:
 
     def __repr__(self) -> str:
         return f"<Member {self.describe()}>"
+
+
+def server_name(url: DatabaseURL) -> str:
+    """How a member is named in logs, stats and metrics: host:port or its socket, no password."""
+    socket = url.options.get("unix_socket")
+    return str(socket) if socket else f"{url.host}:{url.port}"
 
 
 def _driver_error_text(exc: BaseException) -> str:
