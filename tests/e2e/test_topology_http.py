@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -154,3 +155,44 @@ def test_primary_stopped_writes_get_a_clean_503_reads_go_on_writes_resume_within
         recovery = time.monotonic() - back
         assert resumed[-1] == 200 and recovery < 1.0, (resumed, recovery)
     replica_set.wait_for_replicas()
+
+
+def test_django_reads_on_the_replicas_through_the_router_writes_on_the_primary(
+    replica_set: EmbeddedReplicaSet,
+) -> None:
+    from .test_orm_apps import APPS, server_argv
+
+    env = {
+        "DATABASE_URL": replica_set.primary_url.render_secret(),
+        "REPLICA_URLS": ",".join(url.render_secret() for url in replica_set.replica_urls),
+        "PYTHONPATH": ROOT + os.pathsep + os.pathsep.join(sys.path),
+        "DJANGO_SETTINGS_MODULE": "tests.e2e.apps.djangoapp.settings",
+    }
+    migrated = subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
+    replica_set.wait_for_replicas()
+    port = free_port()
+    app = ServiceProcess(
+        replica_set.primary_url,
+        ServeOptions(server="uwsgi", bind=f"127.0.0.1:{port}"),
+        argv=server_argv("uwsgi", APPS["django"], port, False),
+        env=env,
+        ready_path="/notes/0",
+    )
+    with app:
+        written = get(port, "/notes?body=routed", method="POST")
+        assert written.status == 200, written.body
+        replica_set.wait_for_replicas()
+        time.sleep(0.6)  # past read_your_writes in the worker that wrote
+        reads = [get(port, f"/notes/{written.body['id']}") for _ in range(30)]
+        log = app.log()
+    assert all(read.status == 200 and read.body["body"] == "routed" for read in reads), reads
+    assert {read.body["db"] for read in reads} == {"replica1", "replica2"}, log[-2000:]
+    assert "reads of 'default' routed over replica1, replica2" in log

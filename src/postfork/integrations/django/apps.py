@@ -18,6 +18,8 @@ class PostforkConfig(AppConfig):  # type: ignore[misc]
         from django.conf import settings
 
         from .pools import lifecycle
+        from .router import topology
 
         databases = settings.DATABASES.items()
         lifecycle.install(tuple(alias for alias, db in databases if db.get("ENGINE") == ENGINE))
+        topology.build_all()

@@ -35,6 +35,19 @@ DATABASES = {
         "OPTIONS": {"pool": {"max_size": 2}} if ON_POSTFORK else {},
     }
 }
+# REPLICA_URLS: the primary's replicas, read through postfork's router (TEST MIRROR says which
+# database each one copies)
+for number, replica_url in enumerate(filter(None, os.environ.get("REPLICA_URLS", "").split(","))):
+    replica = parse_url(replica_url)
+    DATABASES[f"replica{number + 1}"] = {
+        **DATABASES["default"],
+        "HOST": replica.unix_socket or replica.host,
+        "PORT": "" if replica.unix_socket else replica.port,
+        "TEST": {"MIRROR": "default"},
+    }
+if len(DATABASES) > 1:
+    DATABASE_ROUTERS = ["postfork.django.router.ReplicaRouter"]
+    POSTFORK_TOPOLOGY = {"check_interval": 0.2, "read_your_writes": 0.5}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,6 +1,6 @@
 import os
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -13,8 +13,14 @@ def _session() -> int:
 
 def read(request: HttpRequest, note_id: int) -> JsonResponse:
     note = Note.objects.filter(pk=note_id).first()
+    alias = note._state.db if note else None  # a replica's, under the replica router
     return JsonResponse(
-        {"body": note.body if note else None, "pid": os.getpid(), "session": _session()},
+        {
+            "body": note.body if note else None,
+            "pid": os.getpid(),
+            "session": int(connections[alias].connection.thread_id()) if alias else None,
+            "db": alias,
+        },
         status=200 if note else 404,
     )
 
