@@ -220,6 +220,10 @@ def test_a_sqlalchemy_engine_on_postfork_is_cut_off_at_the_deadline(
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar() == 1
+        # the ROLLBACK sent on return: its reply through the proxy before it holds (else the
+        # next checkout waits for that reply instead, until the deadline: DeadlineExceeded)
+        (idle,) = engine.pool.postfork_pool._idle  # type: ignore[attr-defined]
+        assert idle.poller.poll(2000)
         proxy.command("hold")
         started = time.monotonic()
         with (

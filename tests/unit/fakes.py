@@ -40,6 +40,7 @@ class FakeConnection:
         self.closed = False
         self.open = True
         self.fail_rollback = False
+        self.silent = False  # the server stopped answering (no reply to anything, no close)
         self.closed_on_devnull: bool | None = None
         self._postfork_reset_pending = False  # a ROLLBACK sent, its reply not read yet
 
@@ -108,7 +109,7 @@ class FakeDriver(Driver):
         if conn.fail_rollback:
             raise FakeOperationalError(2013, "Lost connection to server during query")
         conn.rollbacks += 1
-        if conn.server.fileno() != -1:
+        if conn.server.fileno() != -1 and not conn.silent:
             conn.server.sendall(b"R")  # the server's OK arrives on the client's socket
         conn._postfork_reset_pending = True
 

@@ -437,6 +437,18 @@ def test_a_connection_whose_rollback_reply_says_dead_is_discarded_at_checkout() 
     assert stats["checkouts"] == 3  # the failed settle is not counted as a checkout
 
 
+def test_a_rollback_reply_that_never_comes_costs_a_checkout_its_timeout_not_forever() -> None:
+    pool = make_pool(max_size=1, checkout_timeout=0.2)
+    with pool.connection() as conn:
+        conn.in_transaction = True
+        conn.silent = True  # the server goes silent: the ROLLBACK's reply never arrives
+    started = time.monotonic()
+    with pool.connection() as fresh:  # the silent one is discarded, a new one opened
+        assert fresh is not conn
+    assert time.monotonic() - started < 1.0
+    assert pool.stats()["discards"]["stale"] == 1 and conn.closed
+
+
 # -- per-session info and the connect listeners -----------------------------------------------
 
 

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -215,11 +216,15 @@ class ProxyProcess:
         counters: dict[str, Any] = json.loads(self.process.stdout.readline())
         return counters
 
-    def command(self, what: str) -> None:
-        """``hold``, ``hold-handshakes`` or ``flow``, in effect when this returns."""
+    def command(self, what: str, timeout: float = 10.0) -> None:
+        """``hold``, ``hold-handshakes`` or ``flow``, in effect when this returns; an error
+        when the proxy does not answer within ``timeout`` (never a caller stuck on it)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(what + "\n")
         self.process.stdin.flush()
+        # one answer line per command, so nothing is buffered ahead of it: select() is exact
+        if not select.select([self.process.stdout], [], [], timeout)[0]:
+            raise RuntimeError(f"delay proxy did not answer {what!r} within {timeout:g}s")
         answer = self.process.stdout.readline().strip()
         if answer != f"OK {what}":
             raise RuntimeError(f"delay proxy answered {answer!r} to {what!r}")

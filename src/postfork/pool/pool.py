@@ -341,7 +341,7 @@ class Pool:
                 if cut is not None:
                     return slot, waited, self._open_within(slot, cut)
                 return slot, waited, self._open(slot, deadline=deadline, for_lease=True)
-            if self._driver.reset_pending(slot.conn) and not self._settle(slot):
+            if self._driver.reset_pending(slot.conn) and not self._settle(slot, deadline):
                 continue  # its rollback's reply said it is dead: it was discarded, next one
             return slot, waited, 0.0
 
@@ -361,16 +361,28 @@ class Pool:
             raise _deadline_exceeded(limit, "no time left to open a connection")
         return self._open(slot, deadline=time.monotonic() + left, for_lease=True)
 
-    def _settle(self, slot: Slot) -> bool:
+    def _settle(self, slot: Slot, deadline: float) -> bool:
         """Outside the lock: read the reply of the ROLLBACK sent when this connection was
         returned (long arrived, normally), then check it as any idle one; False if it is
-        unusable (then discarded, and this checkout is not counted)."""
+        unusable (then discarded, and this checkout is not counted). A reply still missing is
+        waited for until the checkout's deadline, never longer: the driver's read has no
+        timeout, and a server gone silent since would hold the checkout forever."""
         reason: DiscardReason | None = None
-        try:
-            self._driver.finish_reset(slot.conn)
-        except Exception as exc:
-            log.info("discarding connection %d: its rollback failed: %r", slot.connection_id, exc)
+        if not slot.poller.poll(0) and not slot.poller.poll(_millis_until(deadline)):
+            log.info(
+                "discarding connection %d: no reply to its rollback within the checkout's "
+                "deadline (the server may be silent)",
+                slot.connection_id,
+            )
             reason = DiscardReason.STALE
+        else:
+            try:
+                self._driver.finish_reset(slot.conn)
+            except Exception as exc:
+                log.info(
+                    "discarding connection %d: its rollback failed: %r", slot.connection_id, exc
+                )
+                reason = DiscardReason.STALE
         if reason is None and slot.poller.poll(0):  # slot.server_spoke(), inline
             reason = DiscardReason.STALE
         if reason is None:
@@ -830,6 +842,11 @@ class Pool:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _millis_until(deadline: float) -> int:
+    """poll()'s timeout until a monotonic deadline: whole milliseconds, at least 1."""
+    return max(1, int((deadline - time.monotonic()) * 1000))
 
 
 def _deadline_exceeded(limit: Deadline, what: str) -> DeadlineExceeded:
