@@ -48,6 +48,32 @@ def test_db_start_url_stop_manage_one_private_server(tmp_path: Path) -> None:
     assert postfork("db", "url", env=env).returncode == 1
 
 
+@pytest.mark.private_server
+def test_db_start_replicas_starts_a_replicating_set_and_stop_removes_it(tmp_path: Path) -> None:
+    env = {**os.environ, "POSTFORK_STATE_DIR": str(tmp_path)}
+    started = postfork("db", "start", "--replicas", "2", env=env)
+    assert started.returncode == 0, started.stderr
+    lines = dict(line.split("=", 1) for line in started.stdout.split())
+    primary = parse_url(lines["DATABASE_URL"])
+    replicas = [parse_url(url) for url in lines["POSTFORK_REPLICA_URLS"].split(",")]
+    try:
+        assert len(replicas) == 2
+        admin_query(primary, "CREATE TABLE postfork.cli_check (id INT PRIMARY KEY)")
+        admin_query(primary, "INSERT INTO postfork.cli_check VALUES (7)")
+        for replica in replicas:  # replicating: the row arrives
+            position = admin_query(primary, "SELECT @@gtid_binlog_pos")[0][0]
+            assert admin_query(replica, f"SELECT MASTER_GTID_WAIT('{position}', 10)") == [(0,)]
+            assert admin_query(replica, "SELECT id FROM postfork.cli_check") == [(7,)]
+        again = postfork("db", "start", "--replicas", "2", env=env)
+        assert again.stdout == started.stdout  # idempotent: the same set
+        other = postfork("db", "start", "--replicas", "3", env=env)
+        assert other.returncode == 2 and "stop it first" in other.stderr
+    finally:
+        stopped = postfork("db", "stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not any(Path(str(url.unix_socket)).exists() for url in (primary, *replicas))
+
+
 def test_demo_shows_the_bug_and_the_fix(database_url: DatabaseURL) -> None:
     env = {**os.environ, "DATABASE_URL": database_url.render_secret()}
     result = postfork("demo", env=env, timeout=300)

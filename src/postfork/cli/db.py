@@ -11,6 +11,8 @@ from .output import say
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    if args.replicas:
+        return _start_replica_set(args.replicas)
     from ..tools.embedded import EmbeddedMariaDB
 
     running = EmbeddedMariaDB.from_state()
@@ -25,8 +27,36 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_replica_set(replicas: int) -> int:
+    """A primary and ``replicas`` replicas; prints them as the two variables an app reads."""
+    from ..tools.replication import EmbeddedReplicaSet, describe
+
+    running = EmbeddedReplicaSet.from_state()
+    if running is not None and len(running.replicas) != replicas:
+        print(
+            f"a replica set with {len(running.replicas)} replica(s) is running; "
+            "stop it first: postfork db stop",
+            file=sys.stderr,
+        )
+        return 2
+    if running is None:
+        running = EmbeddedReplicaSet(replicas).start(detach=True)
+        running.save_state()
+        print(f"started {describe(running)} under {running.base}", file=sys.stderr)
+    say(f"DATABASE_URL={running.primary_url.render_secret()}")
+    say("POSTFORK_REPLICA_URLS=" + ",".join(u.render_secret() for u in running.replica_urls))
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     from ..tools.embedded import EmbeddedMariaDB
+    from ..tools.replication import EmbeddedReplicaSet
+
+    replica_set = EmbeddedReplicaSet.from_state()
+    if replica_set is not None:
+        replica_set.stop()
+        EmbeddedReplicaSet.forget_state()
+        print(f"stopped the replica set and removed {replica_set.base}", file=sys.stderr)
 
     running = EmbeddedMariaDB.from_state()
     if running is None:
@@ -69,6 +99,13 @@ def add_parser(commands: Any) -> None:
     actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     start = actions.add_parser("start", help="start it (if not running) and print its URL")
     start.add_argument("--port", type=options.positive_int, help="also listen on 127.0.0.1:PORT")
+    start.add_argument(
+        "--replicas",
+        type=options.positive_int,
+        metavar="N",
+        help="a primary and N replicas (GTID replication on loopback ports); prints "
+        "DATABASE_URL= and POSTFORK_REPLICA_URLS= lines",
+    )
     start.set_defaults(handler=cmd_start)
     actions.add_parser("stop", help="stop it and delete its datadir").set_defaults(handler=cmd_stop)
     actions.add_parser("url", help="print its URL").set_defaults(handler=cmd_url)
