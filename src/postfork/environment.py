@@ -15,6 +15,7 @@ from .errors import ConfigError
 from .validate import Number
 
 DATABASE_URL_VAR = "DATABASE_URL"
+REPLICA_URLS_VAR = "POSTFORK_REPLICA_URLS"
 STATE_DIR_VAR = "POSTFORK_STATE_DIR"
 ACCELERATE_VAR = "POSTFORK_ACCELERATE_RESPAWNS"
 METRICS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
@@ -44,6 +45,12 @@ def switch(name: str, default: bool, *, on: str = "true", off: str = "false") ->
 def database_url() -> str | None:
     """``DATABASE_URL`` when set and not blank."""
     return text(DATABASE_URL_VAR) or None
+
+
+def replica_urls() -> list[str]:
+    """``POSTFORK_REPLICA_URLS``: comma-separated replica URLs (``postfork db start --replicas``
+    prints it), or none."""
+    return [url.strip() for url in text(REPLICA_URLS_VAR).split(",") if url.strip()]
 
 
 def state_dir() -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +74,30 @@ def test_db_start_replicas_starts_a_replicating_set_and_stop_removes_it(tmp_path
         stopped = postfork("db", "stop", env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert not any(Path(str(url.unix_socket)).exists() for url in (primary, *replicas))
+
+
+def test_doctor_budget_adds_up_the_deployment_against_the_account_and_server_limits(
+    private_server: Any,
+) -> None:
+    server = private_server(["--max-connections=40"])
+    server.execute("CREATE USER 'app'@'localhost' IDENTIFIED BY 'app-secret'")
+    server.execute("GRANT SELECT ON postfork.* TO 'app'@'localhost' WITH MAX_USER_CONNECTIONS 30")
+    url = dataclasses.replace(server.url, user="app", password="app-secret")
+    env = {**os.environ, "DATABASE_URL": url.render_secret()}
+    fits = postfork("doctor", "budget", "--processes", "4", "--max-size", "2", env=env)
+    assert fits.returncode == 0, fits.stderr
+    assert "max_connections 40, max_user_connections 30" in fits.stdout
+    assert "peak 8 (1 x 4 x 2) of 30: headroom 22" in fits.stdout
+    assert "app-secret" not in fits.stdout + fits.stderr
+    over = postfork("doctor", "budget", "--hosts", "2", "--processes", "8", env=env)
+    assert over.returncode == 1
+    assert "peak 64 (2 x 8 x 4) of 30: OVER by 34" in over.stdout
+    recycling = postfork(
+        "doctor", "budget", "--processes", "6", "--max-size", "4", "--min-idle", "4",
+        "--max-requests", "100", env=env,
+    )  # fmt: skip
+    assert recycling.returncode == 1
+    assert "while recycling up to 48: WARNING, over 30 by 18" in recycling.stdout
 
 
 def test_demo_shows_the_bug_and_the_fix(database_url: DatabaseURL) -> None:
