@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-django lint typecheck layers bench bench-gunicorn bench-orm bench-pool clean
+.PHONY: demo test test-django test-cluster lint typecheck layers bench bench-gunicorn bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -38,6 +38,12 @@ $(DJANGO42)/.installed: pyproject.toml
 test-django: $(STAMP) $(DJANGO42)/.installed
 	$(BIN)/python scripts/django_suite.py --json benchmarks/results/django-suite-5.2.json
 	$(BIN)/python scripts/django_suite.py --python $(DJANGO42)/bin/python --json benchmarks/results/django-suite-4.2.json
+
+# The topology on real clusters: a three-node Galera cluster (galera-4, rsync state transfer) and
+# replicas behind HAProxy, all on loopback; installs those Debian packages first. About 1 minute.
+test-cluster: $(STAMP)
+	./scripts/system-deps.sh galera-4 rsync haproxy
+	$(BIN)/pytest -q tests/cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

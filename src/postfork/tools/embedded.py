@@ -75,6 +75,9 @@ class EmbeddedMariaDB:
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
 
+    def _user_args(self) -> list[str]:
+        return _user_args()
+
     @property
     def datadir(self) -> Path:
         return self.base / "data"
@@ -117,7 +120,7 @@ class EmbeddedMariaDB:
             f"--datadir={self.datadir}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
-            *_user_args(),
+            *self._user_args(),
             *_SERVER_OPTIONS,
         ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -139,7 +142,7 @@ class EmbeddedMariaDB:
             f"--pid-file={self.base / 'mysqld.pid'}",
             f"--log-error={self.error_log}",
             *network,
-            *_user_args(),
+            *self._user_args(),
             *_SERVER_OPTIONS,
             *self.server_args,
         ]

@@ -39,6 +39,7 @@ DEFAULT_CHECK_INTERVAL = 1.0
 DEFAULT_CHECK_TIMEOUT = 1.0
 FALLBACKS = ("primary", "fail")
 GALERA_CONFLICT = 1213  # ER_LOCK_DEADLOCK: on Galera, also a certification failure
+GALERA_NOT_READY = 1047  # "WSREP has not yet prepared node for application use"
 
 
 class Cluster:
@@ -118,9 +119,10 @@ class Cluster:
         return RoutedLease(self, write=True)
 
     def read(self, func: Callable[[Any], T], *, attempts: int = 2) -> T:
-        """``func(conn)`` on a reader; if the connection dies under it (the member crashed),
-        the member is left and ``func`` runs again on another, up to ``attempts`` times. Only
-        for reads that may run twice; any other error (a deadlock, a syntax error) goes up."""
+        """``func(conn)`` on a reader; if the member fails under it (its connection died, or a
+        Galera node stopped serving: error 1047), the member is left and ``func`` runs again on
+        another, up to ``attempts`` times. Only for reads that may run twice; any other error
+        (a deadlock, a syntax error) goes up."""
         for attempt in range(1, attempts + 1):
             lease = self.reader()
             try:
@@ -128,9 +130,9 @@ class Cluster:
                     return func(conn)
             except Exception as exc:
                 member = lease.member
-                if attempt == attempts or member is None or not member.pool.is_disconnect(exc):
+                if attempt == attempts or member is None or not self._member_gone(member, exc):
                     raise
-                log.info("read on %s lost its connection; running it again elsewhere", member.name)
+                log.info("read on %s failed (%s); running it again elsewhere", member.name, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _route(self, write: bool) -> Member:
@@ -170,8 +172,14 @@ class Cluster:
         by a cookie of the app's, through another worker)."""
         self._wrote()
 
-    def _failed_in_use(self, member: Member, exc: BaseException, *, write: bool) -> None:
+    def _member_gone(self, member: Member, exc: BaseException) -> bool:
+        """The error says the member, not the statement, failed."""
         if member.pool.is_disconnect(exc):
+            return True
+        return self.galera and _error_code(exc) == GALERA_NOT_READY
+
+    def _failed_in_use(self, member: Member, exc: BaseException, *, write: bool) -> None:
+        if self._member_gone(member, exc):
             self._left(member, exc)
         elif self.galera and write and _error_code(exc) == GALERA_CONFLICT:
             log.warning(
