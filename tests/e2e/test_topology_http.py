@@ -196,3 +196,36 @@ def test_django_reads_on_the_replicas_through_the_router_writes_on_the_primary(
     assert all(read.status == 200 and read.body["body"] == "routed" for read in reads), reads
     assert {read.body["db"] for read in reads} == {"replica1", "replica2"}, log[-2000:]
     assert "reads of 'default' routed over replica1, replica2" in log
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
+def test_the_reference_service_reads_from_the_replicas_with_metrics_by_member(
+    replica_set: EmbeddedReplicaSet, server: str
+) -> None:
+    from postfork.service.schema import seed_database
+
+    from .conftest import SMALL_PLAN
+
+    seed_database(replica_set.primary_url, SMALL_PLAN)
+    replica_set.wait_for_replicas()
+    port = free_port()
+    options = ServeOptions(server=server, processes=2, max_requests=20, bind=f"127.0.0.1:{port}")
+    replicas = ",".join(url.render_secret() for url in replica_set.replica_urls)
+    with ServiceProcess(
+        replica_set.primary_url, options, env={"POSTFORK_REPLICA_URLS": replicas}
+    ) as service:
+        answers = [get(port, f"/v1/accounts/{n % 50 + 1}/summary") for n in range(60)]
+        metrics = get(port, "/metrics").body
+        log = service.log()
+    assert all(answer.status == 200 for answer in answers), answers[-1]
+    assert all(answer.timing["db-connect"] == 0.0 for answer in answers)  # warm, every worker
+    series = dict(
+        line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("postfork_member")
+    )
+    for replica in replica_set.replicas:
+        labels = f'member="{replica.socket}",role="replica"'
+        assert series[f"postfork_member_up{{{labels}}}"] == "1.0"
+        assert float(series[f"postfork_member_checkouts_total{{{labels}}}"]) >= 20
+    primary = f'member="{replica_set.primary.socket}",role="primary"'
+    # the primary only answers the checks and the warm-up's query, never a request's
+    assert float(series[f"postfork_member_checkouts_total{{{primary}}}"]) < 30, log[-2000:]

@@ -24,6 +24,7 @@ from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_para
 if TYPE_CHECKING:
     from ..install import Installation
     from ..pool import Pool
+    from ..topology import Cluster, RoutedLease
     from .baselines import SQLAlchemyPool
 
 log = logging.getLogger("postfork.service")
@@ -50,12 +51,30 @@ ORDERS_SQL = (
 )
 
 
+class ReplicaReads:
+    """What the service asks of its pool, on a :class:`~postfork.Cluster`: every query here
+    is a read, so each checkout is the cluster's reader (a fresh replica, else the primary)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.url = cluster.members[0].pool.url
+
+    def connection(self) -> RoutedLease:
+        return self.cluster.reader()
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        return self.cluster.is_disconnect(exc)
+
+    def stats(self) -> dict[str, Any]:
+        return self.cluster.stats()
+
+
 class Service:
     """The WSGI callable: routes, input rules, queries through the pool, JSON out."""
 
     def __init__(
         self,
-        pool: Pool | SQLAlchemyPool,
+        pool: Pool | SQLAlchemyPool | ReplicaReads,
         installation: Installation | None,
         connect_mode: str,
         *,

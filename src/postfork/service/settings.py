@@ -48,6 +48,10 @@ class ServiceSettings:
     profile: str = ""  # ProfileSettings text, e.g. "every=100,first=1"; empty: no profiling
     metrics: bool = True  # /metrics, aggregated over the server's workers
     event_log: str = ""  # a file: each worker's WarmReport as a JSON line (the bench reads it)
+    # POSTFORK_REPLICA_URLS: the queries (all reads) go to these replicas through a Cluster,
+    # the primary (DATABASE_URL) when none is fresh (warm and postfork modes)
+    replica_urls: tuple[str, ...] = ()
+    max_replica_lag: float = 5.0
 
 
 def service_settings() -> ServiceSettings:
@@ -72,4 +76,6 @@ def service_settings() -> ServiceSettings:
         profile=environment.text("POSTFORK_PROFILE"),
         metrics=environment.switch("POSTFORK_METRICS", True, on="on", off="off"),
         event_log=environment.text(EVENT_LOG_VAR),
+        replica_urls=tuple(environment.replica_urls()),
+        max_replica_lag=environment.number("POSTFORK_MAX_REPLICA_LAG", 5.0, POSITIVE_SECONDS),
     )

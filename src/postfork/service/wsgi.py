@@ -21,6 +21,7 @@ from typing import Any
 from .. import environment
 from ..install import WarmReport, install
 from ..pool import Pool
+from ..topology import Cluster
 from ..url import DatabaseURL, parse_url
 from ..wsgi import (
     MetricsEndpoint,
@@ -30,7 +31,7 @@ from ..wsgi import (
     TimingMiddleware,
     WSGIApp,
 )
-from .app import Service
+from .app import ReplicaReads, Service
 from .rows import text_datetimes
 from .settings import ServiceSettings, service_settings
 
@@ -55,7 +56,7 @@ def build(settings: ServiceSettings) -> WSGIApp:
     return timing
 
 
-def _application(settings: ServiceSettings) -> tuple[WSGIApp, Pool | None]:
+def _application(settings: ServiceSettings) -> tuple[WSGIApp, Pool | Cluster | None]:
     """The app for the connect mode, and the postfork pool metrics watch (the plain service's)."""
     if settings.connect.startswith("orm-sqlalchemy"):
         from .orm.sqlalchemy_app import SummaryApp
@@ -72,6 +73,8 @@ def _application(settings: ServiceSettings) -> tuple[WSGIApp, Pool | None]:
 
         return get_wsgi_application(), None
     service = _service(settings)
+    if isinstance(service.pool, ReplicaReads):
+        return service, service.pool.cluster
     return service, service.pool if isinstance(service.pool, Pool) else None
 
 
@@ -89,17 +92,27 @@ def _service(settings: ServiceSettings) -> Service:
         )
         return Service(baseline, None, settings.connect)
     lazy = settings.connect == "lazy"
-    pool = Pool(
-        with_query_timeouts(settings),
-        driver=settings.driver,
-        min_idle=0 if lazy else 1,
-        max_size=settings.pool_size,
-        checkout_timeout=settings.checkout_timeout,
-        connect_timeout=settings.connect_timeout,
-        autocommit=True,  # read-only service: no transaction to roll back on return
-        connect_args={"conv": text_datetimes(settings.driver)},  # see rows.py
-    )
-    service = Service(pool, None, settings.connect, request_deadline=settings.request_deadline)
+    options: dict[str, Any] = {
+        "driver": settings.driver,
+        "min_idle": 0 if lazy else 1,
+        "max_size": settings.pool_size,
+        "checkout_timeout": settings.checkout_timeout,
+        "connect_timeout": settings.connect_timeout,
+        "autocommit": True,  # read-only service: no transaction to roll back on return
+        "connect_args": {"conv": text_datetimes(settings.driver)},  # see rows.py
+    }
+    pool: Pool | Cluster
+    if settings.replica_urls and not lazy:
+        pool = Cluster(
+            with_query_timeouts(settings),
+            [with_query_timeouts(settings, url) for url in settings.replica_urls],
+            max_replica_lag=settings.max_replica_lag,
+            **options,
+        )
+        reads: Pool | ReplicaReads = ReplicaReads(pool)
+    else:
+        pool = reads = Pool(with_query_timeouts(settings), **options)
+    service = Service(reads, None, settings.connect, request_deadline=settings.request_deadline)
     on_warm = _EventLog(settings.event_log) if settings.event_log else None
     if settings.connect == "warm":
         service.installation = install(pool, warmup=service.warmup_request, on_warm=on_warm)
@@ -108,10 +121,10 @@ def _service(settings: ServiceSettings) -> Service:
     return service
 
 
-def with_query_timeouts(settings: ServiceSettings) -> DatabaseURL:
-    """The database URL with the service's read and write timeouts where it sets none: without
-    one, mysqlclient waits for a silent server for ever (PyMySQL too)."""
-    url = parse_url(settings.database_url)
+def with_query_timeouts(settings: ServiceSettings, server: str | None = None) -> DatabaseURL:
+    """The database URL (or ``server``'s) with the service's read and write timeouts where it
+    sets none: without one, mysqlclient waits for a silent server for ever (PyMySQL too)."""
+    url = parse_url(server or settings.database_url)
     defaults = {"read_timeout": settings.read_timeout, "write_timeout": settings.write_timeout}
     return dataclasses.replace(url, options={**defaults, **url.options})
 

@@ -320,6 +320,9 @@ class Cluster:
         for member in self.members:
             member.pool.close()
 
+    def member_pools(self) -> list[Pool]:
+        return [member.pool for member in self.members]
+
     def is_disconnect(self, exc: BaseException) -> bool:
         return self.members[0].pool.is_disconnect(exc)
 

@@ -67,6 +67,11 @@ class RoutedLease:
         if exc is not None:
             cluster._failed_in_use(member, exc, write=self._write)
 
+    def invalidate(self, *, timed_out: bool = False) -> None:
+        """As :meth:`postfork.Lease.invalidate`, on the member's lease."""
+        if self.lease is not None:
+            self.lease.invalidate(timed_out=timed_out)
+
     @property
     def paid_connect(self) -> bool:
         return self.lease is not None and self.lease.paid_connect

@@ -31,6 +31,7 @@ from .. import environment, fork
 from ..errors import MissingExtra
 from ..pool import DISCARD_REASONS, DiscardReason, Lease, Pool, Slot
 from ..servers import Role, detect
+from ..topology import Cluster
 from ..upkeep import upkeep
 from . import metrics_files
 from .timing import RequestTiming
@@ -78,9 +79,13 @@ def _prometheus() -> Any:
 
 class ServiceMetrics:
     """Request latency by whether the request paid a database connect, the pool's counters and
-    gauges, and the workers started. ``observe`` is a TimingMiddleware observer."""
+    gauges, and the workers started. ``observe`` is a TimingMiddleware observer.
 
-    def __init__(self, pool: Pool) -> None:
+    Given a :class:`~postfork.Cluster`, the pool series are totals over its members, and
+    ``postfork_member_*`` series labelled by member and role tell them apart: checkouts,
+    connects, times left, whether it serves and its lag (as this process's checks last saw)."""
+
+    def __init__(self, pool: Pool | Cluster) -> None:
         self.directory = ensure_multiprocess_dir()
         # Imported here, after the directory is set (prometheus_client reads it at import), and
         # all at once: a first import in a dying worker's exit hook cost it 3 ms.
@@ -124,7 +129,9 @@ class ServiceMetrics:
         self._gauges = fork.PerProcess(lambda: [-1, -1])  # last values set by this process
         self._started = fork.OncePerProcess()  # counted in workers_started
         self._sweeping = fork.OncePerProcess()  # the compaction thread, one per worker
-        self._listen(pool)
+        for member_pool in pool.member_pools() if isinstance(pool, Cluster) else [pool]:
+            self._listen(member_pool)
+        self._members = MemberMetrics(client, pool) if isinstance(pool, Cluster) else None
         fork.add_exit_listener(self)
         fork.add_listener(self)
         if detect()[1] is Role.WORKER:  # the app loads in the worker itself
@@ -192,6 +199,8 @@ class ServiceMetrics:
         self._set_gauges()
 
     def _set_gauges(self) -> None:
+        if self._members is not None:
+            self._members.update()
         last = self._gauges.get()
         idle, in_use = self.pool.counts()
         if idle != last[0]:
@@ -235,6 +244,59 @@ class ServiceMetrics:
     def _collect(self, registry: Any) -> bytes:
         with metrics_files.scrape_lock(self.directory):
             return bytes(self._exposition.generate_latest(registry))
+
+
+class MemberMetrics:
+    """The ``postfork_member_*`` series of a cluster, labelled by member and role."""
+
+    def __init__(self, client: Any, cluster: Cluster) -> None:
+        labels = ["member", "role"]
+        self.cluster = cluster
+        checkouts = client.Counter(
+            "postfork_member_checkouts", "Connections handed out, by member", labels
+        )
+        connects = client.Counter("postfork_member_connects", "Connections opened", labels)
+        self.left = client.Counter(
+            "postfork_member_left", "Times a worker took the member out of rotation", labels
+        )
+        self.up = client.Gauge(
+            "postfork_member_up",
+            "1 while the member serves (0 if any live worker has left it)",
+            labels,
+            multiprocess_mode="livemin",
+        )
+        self.lag = client.Gauge(
+            "postfork_member_lag_seconds",
+            "Replication lag at the last check (largest over live workers)",
+            labels,
+            multiprocess_mode="livemax",
+        )
+        # member name -> member.left already counted, in this process
+        self._left_seen: fork.PerProcess[dict[str, int]] = fork.PerProcess(dict)
+        for member in cluster.members:
+            names = {"member": member.name, "role": member.role.value}
+            member.pool.events.listen("checkout", _counting(checkouts.labels(**names)))
+            member.pool.events.listen("connect", _counting(connects.labels(**names)))
+
+    def update(self) -> None:
+        """After each response: the checks' verdicts into gauges, new leavings into the counter."""
+        seen = self._left_seen.get()
+        for member in self.cluster.members:
+            names = {"member": member.name, "role": member.role.value}
+            self.up.labels(**names).set(1 if member.serves else 0)
+            if member.verdict.lag is not None:
+                self.lag.labels(**names).set(member.verdict.lag)
+            new = member.left - seen.get(member.name, 0)
+            if new > 0:
+                self.left.labels(**names).inc(new)
+                seen[member.name] = member.left
+
+
+def _counting(child: Any) -> Callable[..., None]:
+    def count(*_event: Any) -> None:
+        child.inc()
+
+    return count
 
 
 class MetricsEndpoint:
