@@ -1,8 +1,9 @@
 """Pool overhead, side by side in one run: checkout, SELECT 1, return.
 
 Variants (all mysqlclient, same connect arguments): one raw connection reused (the floor),
-postfork.Pool, SQLAlchemy QueuePool with and without pool_pre_ping, SQLAlchemy on postfork's
-pool (PostforkPool), DBUtils PooledDB with its defaults. Networks: the database's own socket,
+postfork.Pool, a read routed by postfork.Cluster, SQLAlchemy QueuePool with and without
+pool_pre_ping, SQLAlchemy on postfork's pool (PostforkPool), DBUtils PooledDB with its
+defaults. Networks: the database's own socket,
 and a delay proxy adding ~1 ms each way.
 
 Three measures, because wall clock on the local socket is at the mercy of the scheduler on this
@@ -82,6 +83,28 @@ def postfork_pool(url: DatabaseURL) -> Iterator[Iteration]:
         yield iteration
 
 
+@contextmanager
+def cluster_reader(url: DatabaseURL) -> Iterator[Iteration]:
+    """A read routed by postfork.Cluster: the routing decision (a tuple and a counter, from
+    the last check's verdicts) and the routed lease around the member pool's lease. One member
+    judged serving, as a check would leave it; the checks themselves run in maintain(), off
+    this path (never called here)."""
+    from postfork import Cluster
+    from postfork.topology import Health, Verdict
+
+    cluster = Cluster(galera=[url], min_idle=1, max_size=1)
+    cluster.members[0].set(Verdict(Health.UP))
+    cluster._reroute()
+    cluster.members[0].pool.warm()
+
+    def iteration() -> None:
+        with cluster.reader() as conn:
+            select_one(conn)
+
+    yield iteration
+    cluster.close()
+
+
 def sqlalchemy_pool(pre_ping: bool) -> Variant:
     @contextmanager
     def variant(url: DatabaseURL) -> Iterator[Iteration]:
@@ -143,6 +166,7 @@ def dbutils_pool(url: DatabaseURL) -> Iterator[Iteration]:
 VARIANTS: dict[str, Variant] = {
     "raw connection (floor)": raw_connection,
     "postfork.Pool": postfork_pool,
+    "postfork.Cluster reader": cluster_reader,
     "SQLAlchemy QueuePool": sqlalchemy_pool(pre_ping=False),
     "SQLAlchemy QueuePool + pre_ping": sqlalchemy_pool(pre_ping=True),
     "SQLAlchemy on postfork": sqlalchemy_on_postfork,

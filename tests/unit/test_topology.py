@@ -174,3 +174,27 @@ def test_galera_writes_go_to_the_first_synced_node_and_reads_to_every_synced_one
     set_health(topology, not_synced, not_synced, not_synced)
     with pytest.raises(NoMemberAvailable, match="no member can serve a write"):
         topology._route(write=True)
+
+
+def test_a_replica_that_refuses_a_connect_is_left_at_once_and_the_read_goes_elsewhere() -> None:
+    from postfork import Pool
+
+    from .fakes import FakeOperationalError
+
+    refusing, working = FakeDriver(), FakeDriver()
+    refusing.fail_next_connects = [FakeOperationalError(2003, "refused")]
+    topology = Cluster(
+        Pool(PRIMARY, driver=FakeDriver(), min_idle=0),
+        [
+            Pool(REPLICAS[0], driver=refusing, min_idle=0),
+            Pool(REPLICAS[1], driver=working, min_idle=0),
+        ],
+    )
+    set_health(topology, UP, UP, UP)
+    lease = topology.reader()
+    with lease:
+        assert lease.member is topology.members[2]  # not the refusing one
+    assert topology.members[1].health is Health.DOWN
+    assert "refused" in topology.members[1].verdict.reason
+    assert topology._readable == (topology.members[2],)
+    assert not topology.members[1].owns_pool  # a ready pool: its upkeep is its maker's
