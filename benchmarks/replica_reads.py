@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/replica_reads.py --json benchmarks/results/replica_reads.json
 
 A private primary and two replicas (tools/replication.py), seeded; the reference service under
-uWSGI (4 processes, max-requests 100: workers recycle and warm every member each time), a
-closed loop of 8 connections on the summary endpoint. Two scenarios, interleaved over rounds
-(A B A B ...) so the shared machine's noise falls on both: ``primary`` (DATABASE_URL only) and
-``replicas`` (POSTFORK_REPLICA_URLS: a Cluster routes every read). Per scenario: throughput,
+uWSGI (4 processes, max-requests 100 unless ``--max-requests`` says otherwise: workers recycle
+and warm every member each time), a
+closed loop of 8 connections on the summary endpoint. Three scenarios, interleaved over rounds
+(A B C A B C ...) so the shared machine's noise falls on all: ``primary`` (DATABASE_URL only),
+``one-replica`` (a Cluster routing every read to one replica: routing and checks, nothing
+spread) and ``replicas`` (a Cluster spreading reads over both). Per scenario: throughput,
 latency percentiles, errors, connects on the request path (Server-Timing), checkouts per
 member (/metrics), and the CPU each mariadbd spent per 1000 requests (/proc: where the load
 went). All servers share this machine's two cores, so spreading reads cannot add capacity here;
@@ -36,7 +38,7 @@ from postfork.tools.replication import EmbeddedReplicaSet  # noqa: E402
 from postfork.tools.serve.command import ServeOptions  # noqa: E402
 from postfork.tools.serve.runner import ServiceProcess, free_port, get  # noqa: E402
 
-PROCESSES, MAX_REQUESTS, CONNECTIONS = 4, 100, 8
+PROCESSES, CONNECTIONS = 4, 8
 PLAN = SeedPlan(accounts=500, orders_per_account=50, seed=11)
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,19 +57,22 @@ def member_checkouts(metrics: str) -> dict[str, float]:
     return found
 
 
-def one_run(servers: EmbeddedReplicaSet, scenario: str, seconds: float) -> dict[str, Any]:
+def one_run(
+    servers: EmbeddedReplicaSet, scenario: str, seconds: float, max_requests: int
+) -> dict[str, Any]:
     port = free_port()
-    options = ServeOptions(processes=PROCESSES, max_requests=MAX_REQUESTS, bind=f"127.0.0.1:{port}")
+    options = ServeOptions(processes=PROCESSES, max_requests=max_requests, bind=f"127.0.0.1:{port}")
     env = {"POSTFORK_ACCESS_LOG": "off"}
-    if scenario == "replicas":
-        env["POSTFORK_REPLICA_URLS"] = ",".join(u.render_secret() for u in servers.replica_urls)
+    if scenario != "primary":
+        replicas = servers.replica_urls[: 1 if scenario == "one-replica" else None]
+        env["POSTFORK_REPLICA_URLS"] = ",".join(u.render_secret() for u in replicas)
     with ServiceProcess(servers.primary_url, options, env=env):
         for _ in range(20):  # every worker past its first requests
             get(port, "/v1/accounts/1/summary")
         before = {server.port: cpu_seconds(int(server.pid or 0)) for server in servers.members}
         result = run(LoadSpec(port=port, duration=seconds, connections=CONNECTIONS, accounts=500))
         after = {server.port: cpu_seconds(int(server.pid or 0)) for server in servers.members}
-        metrics = get(port, "/metrics").body if scenario == "replicas" else ""
+        metrics = get(port, "/metrics").body if scenario != "primary" else ""
     figures = summarize(result, PROCESSES)
     per_thousand = 1000 / max(figures["requests"], 1)
     roles = {servers.primary.port: "primary"} | {
@@ -101,13 +106,16 @@ def report(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "respawns": sum(run["respawns"] for run in runs),
             "cpu_ms_per_1000_requests": cpu,
         }
-    base, spread = table["primary"], table["replicas"]
-    table["ratios"] = {
-        "rps": spread["rps"] / base["rps"],
-        "p50": spread["p50_ms"] / base["p50_ms"],
-        "p99": spread["p99_ms"] / base["p99_ms"],
-        "primary_cpu": spread["cpu_ms_per_1000_requests"]["primary"]
-        / base["cpu_ms_per_1000_requests"]["primary"],
+    base = table["primary"]
+    table["ratios_vs_primary"] = {
+        scenario: {
+            "rps": table[scenario]["rps"] / base["rps"],
+            "p50": table[scenario]["p50_ms"] / base["p50_ms"],
+            "p99": table[scenario]["p99_ms"] / base["p99_ms"],
+            "primary_cpu": table[scenario]["cpu_ms_per_1000_requests"]["primary"]
+            / base["cpu_ms_per_1000_requests"]["primary"],
+        }
+        for scenario in ("one-replica", "replicas")
     }
     return table
 
@@ -116,15 +124,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--max-requests", type=int, default=100, help="0: no recycling")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    results: dict[str, list[dict[str, Any]]] = {"primary": [], "replicas": []}
+    results: dict[str, list[dict[str, Any]]] = {"primary": [], "one-replica": [], "replicas": []}
     with EmbeddedReplicaSet(2) as servers:
         seed_database(servers.primary_url, PLAN)
         servers.wait_for_replicas(120)
         for number in range(args.rounds):
             for scenario in results:
-                figures = one_run(servers, scenario, args.seconds)
+                figures = one_run(servers, scenario, args.seconds, args.max_requests)
                 results[scenario].append(figures)
                 print(
                     f"round {number + 1} {scenario:<9} {figures['rps']:.0f} req/s "
@@ -140,7 +149,7 @@ def main() -> None:
             "command": "benchmarks/replica_reads.py " + " ".join(sys.argv[1:]),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "processes": PROCESSES,
-            "max_requests": MAX_REQUESTS,
+            "max_requests": args.max_requests,
             "connections": CONNECTIONS,
             "summary": table,
             "runs": {
