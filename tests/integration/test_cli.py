@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +73,13 @@ def test_db_start_replicas_starts_a_replicating_set_and_stop_removes_it(tmp_path
         assert again.stdout == started.stdout  # idempotent: the same set
         other = postfork("db", "start", "--replicas", "3", env=env)
         assert other.returncode == 2 and "stop it first" in other.stderr
+        state = json.loads((tmp_path / "replicas.json").read_text())
+        os.kill(state["servers"][0]["pid"], signal.SIGKILL)  # the primary dies
+        time.sleep(0.5)
+        again = postfork("db", "start", "--replicas", "2", env=env)
+        assert again.returncode == 2 and "is down" in again.stderr
     finally:
-        stopped = postfork("db", "stop", env=env)
+        stopped = postfork("db", "stop", env=env)  # still finds the replicas, stops them
     assert stopped.returncode == 0, stopped.stderr
     assert not any(Path(str(url.unix_socket)).exists() for url in (primary, *replicas))
 

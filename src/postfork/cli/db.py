@@ -32,6 +32,14 @@ def _start_replica_set(replicas: int) -> int:
     from ..tools.replication import EmbeddedReplicaSet, describe
 
     running = EmbeddedReplicaSet.from_state()
+    down = [server for server in (running.members if running else []) if server.pid is None]
+    if down:
+        print(
+            f"a server of the running replica set is down (port {down[0].port}); "
+            "stop it first: postfork db stop",
+            file=sys.stderr,
+        )
+        return 2
     if running is not None and len(running.replicas) != replicas:
         print(
             f"a replica set with {len(running.replicas)} replica(s) is running; "
@@ -57,6 +65,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
         replica_set.stop()
         EmbeddedReplicaSet.forget_state()
         print(f"stopped the replica set and removed {replica_set.base}", file=sys.stderr)
+        if EmbeddedMariaDB.from_state() is None:
+            return 0
 
     running = EmbeddedMariaDB.from_state()
     if running is None:

@@ -165,8 +165,8 @@ class EmbeddedReplicaSet:
 
     @classmethod
     def from_state(cls) -> EmbeddedReplicaSet | None:
-        """The set a previous ``postfork db start --replicas N`` left running, if its primary
-        still runs."""
+        """The set a previous ``postfork db start --replicas N`` left running, if any of its
+        servers still runs (a set with a dead member must still be found, to be stopped)."""
         try:
             state = json.loads(_state_file().read_text())
         except (OSError, ValueError):
@@ -176,7 +176,7 @@ class EmbeddedReplicaSet:
             server = EmbeddedMariaDB(Path(entry["base"]), port=entry["port"])
             server.pid = entry["pid"] if entry["pid"] and _alive(entry["pid"]) else None
             servers.append(server)
-        if servers[0].pid is None:
+        if all(server.pid is None for server in servers):
             return None
         found = cls.__new__(cls)
         found.base, found.password = Path(state["base"]), state["password"]
