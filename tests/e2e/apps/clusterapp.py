@@ -3,8 +3,9 @@ and one call: ``postfork.Cluster(...)`` and ``postfork.install(cluster)``. ``GET
 (an idempotent count, from a replica), ``POST /notes`` writes (on the primary); the database
 being unreachable is a JSON 503, never a traceback.
 
-``CLUSTER=plain`` is the control: a plain pool per server, reads spread over the replicas by
-hand (what an app does without a topology-aware pool)."""
+The controls: ``CLUSTER=plain``, a plain pool per server, reads spread over the replicas by
+hand (what an app does without a topology-aware pool); ``CLUSTER=primary``, one plain pool on
+the primary for everything (an app that ignores its replicas)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ OPTIONS: dict[str, Any] = {
     "connect_timeout": 1.0,
     "max_size": 2,
 }
-PLAIN = os.environ.get("CLUSTER") == "plain"
+MODE = os.environ.get("CLUSTER", "cluster")
 
 
 def count(conn: Any) -> dict[str, int]:
@@ -41,11 +42,12 @@ def insert(conn: Any) -> dict[str, int]:
     return {"id": int(cursor.lastrowid), "port": int(cursor.fetchone()[0])}
 
 
-if PLAIN:
-    pools = [postfork.Pool(url, **OPTIONS) for url in REPLICAS]
+if MODE in ("plain", "primary"):
+    pools = [postfork.Pool(url, **OPTIONS) for url in REPLICAS] if MODE == "plain" else []
     writer_pool = postfork.Pool(PRIMARY, **OPTIONS)
     for pool in (writer_pool, *pools):
         postfork.install(pool)
+    pools = pools or [writer_pool]
     turn = itertools.count()
 
     def read() -> dict[str, int]:
