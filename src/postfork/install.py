@@ -184,7 +184,11 @@ class Installation:
         return report.error if report is not None and report.pid == os.getpid() else None
 
     def ready(self) -> bool:
-        """For ``/readyz``: the pool holds its connections, or can open them now."""
+        """For ``/readyz``: the pool holds its connections, or can open them now. A cluster is
+        ready while its checks find a member serving (a replica down is no reason to take the
+        worker out, nor to wait on that replica's connect here)."""
+        if isinstance(self.pool, Cluster):
+            return self.pool.serving() or self.warm_now()
         stats = self.pool.stats()  # live ones only: a connect in flight is not a connection yet
         if stats["idle"] + stats["in_use"] >= max(self.pool.min_idle, 1):
             return True

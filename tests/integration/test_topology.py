@@ -272,3 +272,29 @@ def test_reads_fail_fast_when_asked_to_and_no_replica_qualifies(
         for replica in replica_set.replicas:
             replica.execute("START SLAVE SQL_THREAD")
         strict.close()
+
+
+def test_a_worker_with_a_dead_replica_is_ready_without_connecting_to_it_again(
+    replica_set: EmbeddedReplicaSet,
+) -> None:
+    from postfork import install
+    from postfork.tools.replication import free_port
+
+    dead = f"mysql://root@127.0.0.1:{free_port()}/postfork"  # nobody listens there
+    cluster = Cluster(
+        replica_set.primary_url,
+        [replica_set.replica_urls[0], dead],
+        connect_timeout=1.0,
+        autocommit=True,
+    )
+    try:
+        installation = install(cluster, upkeep_timer=False)  # warms now: no server forks here
+        dead_member = cluster.members[2]
+        failed_before = dead_member.pool.stats()["connect_errors"]
+        assert installation.ready()
+        # /readyz did not try the dead one again (a silent one would hold it connect_timeout)
+        assert dead_member.pool.stats()["connect_errors"] == failed_before
+        assert dead_member.health is Health.DOWN
+        assert {read_port(cluster) for _ in range(6)} == {replica_set.replicas[0].port}
+    finally:
+        cluster.close()

@@ -253,6 +253,10 @@ class Cluster:
         dues.append(max(0.0, self._next_check - self._clock()))
         return min(dues)
 
+    def serving(self) -> bool:
+        """Whether the last checks found any member serving (this worker can answer)."""
+        return any(member.serves for member in self.members)
+
     @property
     def degraded(self) -> bool:
         return any(m.pool.degraded or not m.serves for m in self.members)
@@ -269,7 +273,7 @@ class Cluster:
                 self._left(member, exc)
         self._next_check = 0.0
         self.check()
-        if not any(member.serves for member in self.members):
+        if not self.serving():
             raise self._nothing_left(False)
         return opened
 
