@@ -198,3 +198,16 @@ def test_a_replica_that_refuses_a_connect_is_left_at_once_and_the_read_goes_else
     assert "refused" in topology.members[1].verdict.reason
     assert topology._readable == (topology.members[2],)
     assert not topology.members[1].owns_pool  # a ready pool: its upkeep is its maker's
+
+
+def test_a_child_forked_while_its_parent_checked_still_checks() -> None:
+    import os
+
+    topology = cluster()
+    topology._checking.acquire()  # the parent's timer thread is mid-check at the fork
+    pid = os.fork()
+    if pid == 0:  # the fork listener gave the child a lock of its own
+        os._exit(0 if topology._checking.acquire(blocking=False) else 1)
+    _, status = os.waitpid(pid, 0)
+    topology._checking.release()
+    assert os.waitstatus_to_exitcode(status) == 0

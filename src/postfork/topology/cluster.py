@@ -278,7 +278,9 @@ class Cluster:
         return opened
 
     def after_fork(self) -> None:
-        """A worker checks for itself (the master's view is stale and it kept no connections)."""
+        """A worker checks for itself (the master's view is stale and it kept no connections),
+        with a lock of its own: one held by a thread of the parent's at fork stays held here."""
+        self._checking = threading.Lock()
         self._next_check = 0.0
 
     # -- what install() and the server hooks use -------------------------------------------
