@@ -3,13 +3,17 @@ private mariadbd. Tests that break a server always start their own (``private_se
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from postfork import DatabaseURL, parse_url
 from postfork.tools.embedded import EmbeddedMariaDB
+from postfork.tools.replication import EmbeddedReplicaSet
 
 LOCAL_URL = "mysql://root@127.0.0.1:3306/test"
 
@@ -62,3 +66,49 @@ def private_server() -> Iterator[PrivateServerFactory]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def replica_set() -> Iterator[EmbeddedReplicaSet]:
+    """A private primary and two replicas for one test module, with the topology tests'
+    tables (``notes`` for DB-API, ``orm_notes`` for the ORM), replicated."""
+    with EmbeddedReplicaSet(2) as servers:
+        for table in ("notes", "orm_notes"):
+            servers.primary.execute(
+                f"CREATE TABLE postfork.{table} "
+                "(id INT PRIMARY KEY AUTO_INCREMENT, body VARCHAR(40))"
+            )
+        servers.wait_for_replicas()
+        yield servers
+
+
+def reads_under_load(
+    read: Callable[[], object],
+    seconds: float,
+    *,
+    during: Callable[[], object] | None = None,
+    threads: int = 4,
+) -> tuple[int, list[BaseException]]:
+    """``threads`` threads calling ``read()`` for ``seconds``, ``during()`` after a third of
+    it (a server killed, a balancer's sessions dropped): (reads done, errors)."""
+    done = itertools.count()
+    errors: list[BaseException] = []
+    stop = time.monotonic() + seconds
+
+    def loop() -> None:
+        while time.monotonic() < stop:
+            try:
+                read()
+                next(done)
+            except Exception as exc:
+                errors.append(exc)
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    if during is not None:
+        time.sleep(seconds / 3)
+        during()
+    for worker in workers:
+        worker.join()
+    return next(done), errors

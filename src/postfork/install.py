@@ -184,15 +184,9 @@ class Installation:
         return report.error if report is not None and report.pid == os.getpid() else None
 
     def ready(self) -> bool:
-        """For ``/readyz``: the pool holds its connections, or can open them now. A cluster is
-        ready while its checks find a member serving (a replica down is no reason to take the
-        worker out, nor to wait on that replica's connect here)."""
-        if isinstance(self.pool, Cluster):
-            return self.pool.serving() or self.warm_now()
-        stats = self.pool.stats()  # live ones only: a connect in flight is not a connection yet
-        if stats["idle"] + stats["in_use"] >= max(self.pool.min_idle, 1):
-            return True
-        return self.warm_now()
+        """For ``/readyz``: ready now (see ``ready_now()`` of a pool or a cluster), or able to
+        warm now."""
+        return self.pool.ready_now() or self.warm_now()
 
     def __repr__(self) -> str:
         return f"<Installation {self.server} {self.role.value} warm={self.warm} pool={self.pool!r}>"
@@ -286,8 +280,7 @@ def _resolve(
     if isinstance(target, Pool):
         return target, master_setup
     if isinstance(target, Cluster):
-        setups = [master_setup] if master_setup else list(target.master_setups)
-        return target, (lambda: [setup() for setup in setups]) if setups else None
+        return target, master_setup or (target.run_master_setups if target.master_setups else None)
     holder = target if hasattr(target, "postfork_pool") else getattr(target, "pool", None)
     pool = getattr(holder, "postfork_pool", None)
     if not isinstance(pool, Pool):

@@ -5,11 +5,8 @@ taken back at the next check)."""
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +14,8 @@ import pytest
 from postfork import Cluster, Pool
 from postfork.tools.haproxy import EmbeddedHAProxy
 from postfork.tools.replication import EmbeddedReplicaSet, wait_until
+
+from ..conftest import reads_under_load
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -37,29 +36,6 @@ def count_items(conn: Any) -> tuple[int, int]:
     cursor.execute("SELECT COUNT(*), @@port, SLEEP(0.003) FROM postfork.items")
     count, port, _ = cursor.fetchone()
     return int(count), int(port)
-
-
-def under_load(read: Callable[[], object], during: Callable[[], None]) -> tuple[int, int]:
-    """4 threads reading for 1.5 s, ``during()`` after 0.5 s: (reads, errors)."""
-    done, failed = itertools.count(), itertools.count()
-    stop = time.monotonic() + 1.5
-
-    def loop() -> None:
-        while time.monotonic() < stop:
-            try:
-                read()
-                next(done)
-            except Exception:
-                next(failed)
-
-    threads = [threading.Thread(target=loop) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.5)
-    during()
-    for thread in threads:
-        thread.join()
-    return next(done), next(failed)
 
 
 def test_the_balancer_spreads_reads_over_both_replicas(
@@ -88,8 +64,8 @@ def test_a_balancer_dropping_every_connection_costs_a_cluster_no_read(
             with plain.connection() as conn:
                 return count_items(conn)
 
-        done, failed = under_load(plain_read, balancer.drop_all_connections)
-    assert done > 50 and failed > 0, (done, failed)  # the control loses reads in flight
+        done, errors = reads_under_load(plain_read, 1.5, during=balancer.drop_all_connections)
+    assert done > 50 and len(errors) > 0, (done, errors)  # the control loses reads in flight
 
     cluster = Cluster(
         servers.primary_url, [behind], check_interval=0.2, min_idle=4, max_size=4,
@@ -97,8 +73,10 @@ def test_a_balancer_dropping_every_connection_costs_a_cluster_no_read(
     )  # fmt: skip
     try:
         cluster.warm()
-        done, failed = under_load(lambda: cluster.read(count_items), balancer.drop_all_connections)
-        assert done > 50 and failed == 0, (done, failed)
+        done, errors = reads_under_load(
+            lambda: cluster.read(count_items), 1.5, during=balancer.drop_all_connections
+        )
+        assert done > 50 and errors == [], (done, errors)
         member = cluster.members[1]
         wait_until(lambda: (cluster.maintain(), member.serves)[1], 5, "balancer taken back")
         assert {cluster.read(count_items)[1] for _ in range(8)} <= {

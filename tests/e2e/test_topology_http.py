@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from postfork.tools.serve.runner import ServiceProcess, free_port, get
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = str(Path(__file__).resolve().parents[2])
-
-
-@pytest.fixture(scope="module")
-def replica_set() -> Iterator[EmbeddedReplicaSet]:
-    with EmbeddedReplicaSet(2) as servers:
-        servers.primary.execute(
-            "CREATE TABLE postfork.notes (id INT PRIMARY KEY AUTO_INCREMENT, body VARCHAR(40))"
-        )
-        servers.wait_for_replicas()
-        yield servers
 
 
 def uwsgi_app(replica_set: EmbeddedReplicaSet, **env: str) -> ServiceProcess:

@@ -15,19 +15,11 @@ from postfork import Cluster, DatabaseUnavailable, NoMemberAvailable, Pool
 from postfork.tools.replication import EmbeddedReplicaSet, wait_until
 from postfork.topology import Health
 
+from ..conftest import reads_under_load
+
 pytestmark = pytest.mark.timeout(240)
 
 CHECK = 0.2  # check_interval for these tests: "within one maintenance period" is this
-
-
-@pytest.fixture(scope="module")
-def replica_set() -> Iterator[EmbeddedReplicaSet]:
-    with EmbeddedReplicaSet(2) as servers:
-        servers.primary.execute(
-            "CREATE TABLE postfork.notes (id INT PRIMARY KEY AUTO_INCREMENT, body VARCHAR(40))"
-        )
-        servers.wait_for_replicas()
-        yield servers
 
 
 @pytest.fixture
@@ -146,30 +138,6 @@ def test_a_lagging_replica_is_left_and_comes_back_when_it_catches_up(
     wait_until(lambda: (cluster.maintain(), member.serves)[1], 5.0, "caught up")
 
 
-def reads_under_load(
-    read: object, seconds: float, threads: int = 4
-) -> tuple[int, list[BaseException]]:
-    """``threads`` threads calling ``read()`` for ``seconds``: (reads done, errors)."""
-    done = itertools.count()
-    errors: list[BaseException] = []
-    stop = time.monotonic() + seconds
-
-    def loop() -> None:
-        while time.monotonic() < stop:
-            try:
-                read()  # type: ignore[operator]
-                next(done)
-            except Exception as exc:
-                errors.append(exc)
-
-    workers = [threading.Thread(target=loop) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return next(done), errors
-
-
 def count_notes(conn: object) -> int:
     cursor = conn.cursor()  # type: ignore[attr-defined]
     cursor.execute("SELECT COUNT(*), SLEEP(0.005) FROM postfork.notes")
@@ -190,13 +158,8 @@ def test_a_replica_killed_under_load_costs_idempotent_reads_nothing(
         with pools[next(turn) % 2].connection() as conn:
             return count_notes(conn)
 
-    def killer() -> None:
-        time.sleep(0.5)
-        victim.kill()
-
     try:
-        threading.Thread(target=killer).start()
-        _, plain_errors = reads_under_load(plain_read, 1.5)
+        _, plain_errors = reads_under_load(plain_read, 1.5, during=victim.kill)
         assert plain_errors, "the control should fail: half its reads go to a dead server"
         victim.start()
         replica_set.follow(victim)
@@ -204,8 +167,7 @@ def test_a_replica_killed_under_load_costs_idempotent_reads_nothing(
         maintain_for(cluster, CHECK + 0.1)
         assert all(member.serves for member in cluster.members)
 
-        threading.Thread(target=killer).start()
-        done, errors = reads_under_load(lambda: cluster.read(count_notes), 1.5)
+        done, errors = reads_under_load(lambda: cluster.read(count_notes), 1.5, during=victim.kill)
         assert errors == [] and done > 50
         member = next(m for m in cluster.members if m.name == str(victim.socket))
         assert member.health is Health.DOWN

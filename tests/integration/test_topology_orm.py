@@ -27,16 +27,6 @@ class Note(Base):
     body: Mapped[str] = mapped_column(String(40))
 
 
-@pytest.fixture(scope="module")
-def replica_set() -> Iterator[EmbeddedReplicaSet]:
-    with EmbeddedReplicaSet(2) as servers:
-        servers.primary.execute(
-            "CREATE TABLE postfork.orm_notes (id INT PRIMARY KEY AUTO_INCREMENT, body VARCHAR(40))"
-        )
-        servers.wait_for_replicas()
-        yield servers
-
-
 @pytest.fixture
 def engines(replica_set: EmbeddedReplicaSet) -> Iterator[object]:
     routed = create_cluster_engines(

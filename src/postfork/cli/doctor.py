@@ -44,6 +44,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
 
 def _shape(args: argparse.Namespace) -> Any:
+    from ..errors import ConfigError
     from ..tools import budget
 
     found: dict[str, int] = {}
@@ -57,9 +58,7 @@ def _shape(args: argparse.Namespace) -> Any:
         args.max_requests if args.max_requests is not None else found.get("max_requests", 0)
     )
     if args.min_idle > args.max_size:
-        raise SystemExit(
-            f"postfork: --min-idle {args.min_idle} is above --max-size {args.max_size}"
-        )
+        raise ConfigError(f"--min-idle {args.min_idle} is above --max-size {args.max_size}")
     return budget.Shape(
         hosts=args.hosts,
         processes=processes,

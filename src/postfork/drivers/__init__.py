@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError, MissingExtra
 from ..url import DatabaseURL
-from .base import Driver, point_fd_at_devnull, translate_connect_error
+from .base import Driver, describe_error, point_fd_at_devnull, translate_connect_error
 
 DRIVER_NAMES = ("mysqlclient", "pymysql")
 
@@ -20,6 +20,7 @@ __all__ = [
     "DRIVER_NAMES",
     "Driver",
     "connect",
+    "describe_error",
     "installed_driver",
     "load_driver",
     "point_fd_at_devnull",

@@ -231,6 +231,12 @@ def translate_connect_error(
     return DatabaseUnavailable(message, code=code)
 
 
+def describe_error(driver: Driver, exc: BaseException) -> str:
+    """A driver error in one line, "(code) server text", for logs and a member's reason."""
+    code = driver.error_code(exc)
+    return f"({code}) {_server_text(exc)}" if code else f"{type(exc).__name__}: {exc}"
+
+
 def _server_text(exc: BaseException) -> str:
     args: tuple[object, ...] = getattr(exc, "args", ())
     text = args[1] if len(args) >= 2 else None

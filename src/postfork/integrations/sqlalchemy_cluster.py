@@ -31,14 +31,6 @@ from ..topology.member import server_name
 from ..url import DatabaseURL, parse_url
 from .sqlalchemy import PostforkPool, engine_url
 
-CLUSTER_OPTIONS = (
-    "max_replica_lag",
-    "check_interval",
-    "check_timeout",
-    "read_your_writes",
-    "fallback",
-)
-
 
 class ClusterEngines:
     """The engines of a topology: ``writer`` (the primary; Galera: the first node), ``reader()``

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from .. import fork
-from ..drivers import Driver, load_driver, translate_connect_error
+from ..drivers import Driver, describe_error, load_driver, translate_connect_error
 from ..errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -278,6 +278,21 @@ class Pool:
     def is_disconnect(self, exc: BaseException) -> bool:
         """Whether a driver error raised inside a lease means the connection is gone."""
         return self._driver.is_disconnect(exc)
+
+    def error_code(self, exc: BaseException) -> int | None:
+        """The MySQL error code of a driver error raised inside a lease (None if it has none)."""
+        return self._driver.error_code(exc)
+
+    def describe_error(self, exc: BaseException) -> str:
+        """A driver error or postfork's own, in one line (no password: drivers never echo it)."""
+        return str(exc) if isinstance(exc, Error) else describe_error(self._driver, exc)
+
+    def ready_now(self) -> bool:
+        """Holds its ``min_idle`` live connections (at least one) right now; a connect in
+        flight is not a connection yet."""
+        with self._lock:
+            live = len(self._idle) + sum(1 for s in self._busy if s.state is SlotState.IN_USE)
+        return live >= max(self.min_idle, 1)
 
     def stats(self) -> PoolStats:
         """A snapshot of this process's pool: sizes, connect costs, waits, discards by reason."""

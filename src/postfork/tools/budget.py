@@ -60,8 +60,8 @@ class Limits:
 
     @property
     def ceiling(self) -> int:
-        """What our user may open: the per-user limit where set, else max_connections (minus
-        the one connection MariaDB keeps for an administrator, for a non-admin user)."""
+        """What our user may open: the per-user limit where set and lower, else
+        max_connections."""
         if self.max_user_connections:
             return min(self.max_user_connections, self.max_connections)
         return self.max_connections

@@ -173,11 +173,16 @@ class EmbeddedMariaDB:
 
     def execute(self, sql: str) -> list[tuple[Any, ...]]:
         """Run one statement as root (test helper: KILL, SET GLOBAL, SHOW STATUS)."""
+        return self.query(sql)[1]
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """As :meth:`execute`, with the result's column names."""
         conn = connect(self._root_url, timeout=5, autocommit=True)
         try:
             cursor = conn.cursor()
             cursor.execute(sql)
-            return list(cursor.fetchall())
+            names = [column[0] for column in cursor.description or ()]
+            return names, list(cursor.fetchall())
         finally:
             conn.close()
 

@@ -124,15 +124,7 @@ class DjangoTarget(PoolTarget):
     def counts(self) -> dict[str, Any]:
         if self.stock:
             return {}
-        pools = [self._connections[alias].postfork_pool().stats() for alias in self.aliases]
-        discards = {
-            reason: sum(stats["discards"][reason] for stats in pools)
-            for reason in pools[0]["discards"]
-        }
-        return {
-            "parent_connects": sum(stats["connects"] for stats in pools),
-            "parent_discards": discards,
-        }
+        return _summed([self._connections[alias].postfork_pool() for alias in self.aliases])
 
 
 def _configure_django(
@@ -186,14 +178,19 @@ class ClusterTarget(PoolTarget):
         self.cluster.close()
 
     def counts(self) -> dict[str, Any]:
-        pools = [member.pool.stats() for member in self.cluster.members]
-        return {
-            "parent_connects": sum(stats["connects"] for stats in pools),
-            "parent_discards": {
-                reason: sum(stats["discards"][reason] for stats in pools)
-                for reason in pools[0]["discards"]
-            },
-        }
+        return _summed(self.cluster.member_pools())
+
+
+def _summed(pools: list[Pool]) -> dict[str, Any]:
+    """The parent's connects and discards over several pools (one per alias or member)."""
+    stats = [pool.stats() for pool in pools]
+    return {
+        "parent_connects": sum(each["connects"] for each in stats),
+        "parent_discards": {
+            reason: sum(each["discards"][reason] for each in stats)
+            for reason in stats[0]["discards"]
+        },
+    }
 
 
 REPLICAS_VAR = "POSTFORK_FORKCHECK_REPLICAS"  # comma-separated URLs, kept out of argv

@@ -6,6 +6,7 @@ does when it reloads, fails over or restarts."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -54,14 +55,7 @@ class EmbeddedHAProxy:
     def url(self, template: DatabaseURL) -> DatabaseURL:
         """``template`` (user, password, database) pointed at the balancer."""
         options = {k: v for k, v in template.options.items() if k != "unix_socket"}
-        return DatabaseURL(
-            host="127.0.0.1",
-            port=self.port,
-            user=template.user,
-            password=template.password,
-            database=template.database,
-            options=options,
-        )
+        return dataclasses.replace(template, host="127.0.0.1", port=self.port, options=options)
 
     def start(self, timeout: float = 10.0) -> EmbeddedHAProxy:
         servers = "\n".join(

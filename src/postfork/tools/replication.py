@@ -190,21 +190,8 @@ class EmbeddedReplicaSet:
 
 def replica_status(replica: EmbeddedMariaDB) -> dict[str, Any]:
     """The replica's ``SHOW SLAVE STATUS`` row as a dict (empty when it replicates nothing)."""
-    conn_rows = _query_with_names(replica, "SHOW SLAVE STATUS")
-    return conn_rows[0] if conn_rows else {}
-
-
-def _query_with_names(server: EmbeddedMariaDB, sql: str) -> list[dict[str, Any]]:
-    from ..drivers import connect
-
-    conn = connect(server._root_url, timeout=5, autocommit=True)
-    try:
-        cursor = conn.cursor()
-        cursor.execute(sql)
-        names = [column[0] for column in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        conn.close()
+    names, rows = replica.query("SHOW SLAVE STATUS")
+    return dict(zip(names, rows[0], strict=True)) if rows else {}
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -38,6 +38,14 @@ DEFAULT_MAX_REPLICA_LAG = 5.0
 DEFAULT_CHECK_INTERVAL = 1.0
 DEFAULT_CHECK_TIMEOUT = 1.0
 FALLBACKS = ("primary", "fail")
+# the Cluster's own options, for integrations that take them from settings (Django)
+CLUSTER_OPTIONS = (
+    "max_replica_lag",
+    "check_interval",
+    "check_timeout",
+    "read_your_writes",
+    "fallback",
+)
 GALERA_CONFLICT = 1213  # ER_LOCK_DEADLOCK: on Galera, also a certification failure
 GALERA_NOT_READY = 1047  # "WSREP has not yet prepared node for application use"
 
@@ -176,12 +184,12 @@ class Cluster:
         """The error says the member, not the statement, failed."""
         if member.pool.is_disconnect(exc):
             return True
-        return self.galera and _error_code(exc) == GALERA_NOT_READY
+        return self.galera and member.pool.error_code(exc) == GALERA_NOT_READY
 
     def _failed_in_use(self, member: Member, exc: BaseException, *, write: bool) -> None:
         if self._member_gone(member, exc):
             self._left(member, exc)
-        elif self.galera and write and _error_code(exc) == GALERA_CONFLICT:
+        elif self.galera and write and member.pool.error_code(exc) == GALERA_CONFLICT:
             log.warning(
                 "write on Galera node %s rolled back by a conflict (error 1213: deadlock or "
                 "certification failure); postfork does not retry writes: retry the whole "
@@ -220,7 +228,7 @@ class Cluster:
 
     def _check_members(self) -> None:
         primary_reachable = True
-        for member in sorted(self.members, key=lambda m: m.role is not Role.PRIMARY):
+        for member in self.members:  # the primary first (_members): its answer is used below
             before, after = member.check(
                 max_lag=self.max_replica_lag,
                 primary_reachable=primary_reachable,
@@ -249,12 +257,17 @@ class Cluster:
     def maintenance_due_in(self) -> float | None:
         if self.closed:
             return None
-        dues = [due for m in self.members if (due := m.pool.maintenance_due_in()) is not None]
+        dues = [
+            due
+            for m in self.members
+            if m.owns_pool and (due := m.pool.maintenance_due_in()) is not None
+        ]  # a pool it does not own is not maintained here: waking for it would spin
         dues.append(max(0.0, self._next_check - self._clock()))
         return min(dues)
 
-    def serving(self) -> bool:
-        """Whether the last checks found any member serving (this worker can answer)."""
+    def ready_now(self) -> bool:
+        """The last checks found a member serving (this worker can answer): a replica down is
+        no reason to take the worker out of service, nor to wait on its connect in /readyz."""
         return any(member.serves for member in self.members)
 
     @property
@@ -273,7 +286,7 @@ class Cluster:
                 self._left(member, exc)
         self._next_check = 0.0
         self.check()
-        if not self.serving():
+        if not self.ready_now():
             raise self._nothing_left(False)
         return opened
 
@@ -325,6 +338,11 @@ class Cluster:
     def close(self) -> None:
         for member in self.members:
             member.pool.close()
+
+    def run_master_setups(self) -> None:
+        """In a master, before it keeps no connection: each ORM engine's first connect."""
+        for setup in self.master_setups:
+            setup()
 
     def member_pools(self) -> list[Pool]:
         return [member.pool for member in self.members]
@@ -386,8 +404,3 @@ def _log_change(member: Member, before: Verdict, after: Verdict) -> None:
         log.warning("left: %s", member.describe())
     elif after.serves and not before.serves and before.health is not Health.UNKNOWN:
         log.info("back: %s", member.describe())
-
-
-def _error_code(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None

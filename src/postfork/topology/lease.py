@@ -44,10 +44,6 @@ class RoutedLease:
         lease = member.pool.connection()
         conn = lease.__enter__()
         self.member, self.lease = member, lease
-        if self._write:
-            member.writes += 1
-        else:
-            member.reads += 1
         return conn
 
     def __exit__(
@@ -71,7 +67,3 @@ class RoutedLease:
         """As :meth:`postfork.Lease.invalidate`, on the member's lease."""
         if self.lease is not None:
             self.lease.invalidate(timed_out=timed_out)
-
-    @property
-    def paid_connect(self) -> bool:
-        return self.lease is not None and self.lease.paid_connect

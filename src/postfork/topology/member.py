@@ -8,11 +8,8 @@ out at once; only a check brings it back.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
-from ..errors import Error
 from ..pool import Pool, deadline
 from ..url import DatabaseURL
 from .health import (
@@ -40,9 +37,6 @@ class Member:
         self.role = role
         self.name = name
         self.verdict = Verdict(Health.UNKNOWN, reason="not checked yet")
-        self.checked_at = 0.0  # monotonic; 0.0: never in this process
-        self.reads = 0  # read checkouts routed here (this process)
-        self.writes = 0
         self.left = 0  # times this process took it out of rotation
 
     @property
@@ -61,10 +55,8 @@ class Member:
         try:
             with deadline(timeout), self.pool.connection() as conn:
                 verdict = self._probe(conn, max_lag=max_lag, primary_reachable=primary_reachable)
-        except Error as exc:
-            verdict = Verdict(Health.DOWN, reason=str(exc))
-        except Exception as exc:  # the driver's own error: a connection that died mid-check
-            verdict = Verdict(Health.DOWN, reason=_driver_error_text(exc))
+        except Exception as exc:  # postfork's or the driver's (a connection died mid-check)
+            verdict = Verdict(Health.DOWN, reason=self.pool.describe_error(exc))
         self.set(verdict)
         return before, verdict
 
@@ -84,15 +76,14 @@ class Member:
             return judge_galera(pairs_as_status(rows))
         return UP
 
-    def set(self, verdict: Verdict, clock: Callable[[], float] = time.monotonic) -> None:
+    def set(self, verdict: Verdict) -> None:
         if self.verdict.serves and not verdict.serves:
             self.left += 1
         self.verdict = verdict
-        self.checked_at = clock()
 
     def fail(self, exc: BaseException) -> None:
         """A failure seen while serving (connect refused, connection lost): out at once."""
-        text = str(exc) if isinstance(exc, Error) else _driver_error_text(exc)
+        text = self.pool.describe_error(exc)
         if self.serves:
             log.warning("%s %s left: %s", self.role.value, self.name, text)
         self.set(Verdict(Health.DOWN, reason=text))
@@ -111,8 +102,6 @@ class Member:
             "health": verdict.health.value,
             "lag": verdict.lag,
             "reason": verdict.reason,
-            "reads": self.reads,
-            "writes": self.writes,
             "left": self.left,
             "pool": self.pool.stats(),
         }
@@ -125,10 +114,3 @@ def server_name(url: DatabaseURL) -> str:
     """How a member is named in logs, stats and metrics: host:port or its socket, no password."""
     socket = url.options.get("unix_socket")
     return str(socket) if socket else f"{url.host}:{url.port}"
-
-
-def _driver_error_text(exc: BaseException) -> str:
-    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
-    if len(args) >= 2 and isinstance(args[0], int):
-        return f"({args[0]}) {args[1]}"
-    return f"{type(exc).__name__}: {exc}"

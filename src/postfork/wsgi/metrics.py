@@ -25,13 +25,14 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import environment, fork
 from ..errors import MissingExtra
 from ..pool import DISCARD_REASONS, DiscardReason, Lease, Pool, Slot
 from ..servers import Role, detect
-from ..topology import Cluster
+from ..topology import Cluster, Verdict
 from ..upkeep import upkeep
 from . import metrics_files
 from .timing import RequestTiming
@@ -256,40 +257,57 @@ class MemberMetrics:
             "postfork_member_checkouts", "Connections handed out, by member", labels
         )
         connects = client.Counter("postfork_member_connects", "Connections opened", labels)
-        self.left = client.Counter(
+        left = client.Counter(
             "postfork_member_left", "Times a worker took the member out of rotation", labels
         )
-        self.up = client.Gauge(
+        up = client.Gauge(
             "postfork_member_up",
             "1 while the member serves (0 if any live worker has left it)",
             labels,
             multiprocess_mode="livemin",
         )
-        self.lag = client.Gauge(
+        lag = client.Gauge(
             "postfork_member_lag_seconds",
             "Replication lag at the last check (largest over live workers)",
             labels,
             multiprocess_mode="livemax",
         )
-        # member name -> member.left already counted, in this process
-        self._left_seen: fork.PerProcess[dict[str, int]] = fork.PerProcess(dict)
+        self._families = (up, lag, left)
         for member in cluster.members:
             names = {"member": member.name, "role": member.role.value}
             member.pool.events.listen("checkout", _counting(checkouts.labels(**names)))
             member.pool.events.listen("connect", _counting(connects.labels(**names)))
+        # per process: each member's (up, lag, left) series, made at its first update there (a
+        # series made in a master writes 0 in the master's file: a live 0 that livemin would
+        # report forever), and what was last written: (verdict, times left counted)
+        self._written: fork.PerProcess[dict[str, _Written]] = fork.PerProcess(dict)
 
     def update(self) -> None:
-        """After each response: the checks' verdicts into gauges, new leavings into the counter."""
-        seen = self._left_seen.get()
+        """After each response: what changed since the last one (a check's verdict, a member
+        left) into the series; nothing is written when nothing changed."""
+        written = self._written.get()
         for member in self.cluster.members:
-            names = {"member": member.name, "role": member.role.value}
-            self.up.labels(**names).set(1 if member.serves else 0)
+            last = written.get(member.name)
+            if last is None:
+                names = {"member": member.name, "role": member.role.value}
+                last = _Written([family.labels(**names) for family in self._families])
+                written[member.name] = last
+            elif member.verdict == last.verdict and member.left == last.left:
+                continue
+            up, lag, left = last.series
+            up.set(1 if member.serves else 0)
             if member.verdict.lag is not None:
-                self.lag.labels(**names).set(member.verdict.lag)
-            new = member.left - seen.get(member.name, 0)
-            if new > 0:
-                self.left.labels(**names).inc(new)
-                seen[member.name] = member.left
+                lag.set(member.verdict.lag)
+            if member.left > last.left:
+                left.inc(member.left - last.left)
+            last.verdict, last.left = member.verdict, member.left
+
+
+@dataclass
+class _Written:
+    series: list[Any]  # up, lag, left
+    verdict: Verdict | None = None
+    left: int = 0
 
 
 def _counting(child: Any) -> Callable[..., None]:

@@ -21,17 +21,11 @@ from typing import Any
 from ...errors import ConfigError
 from ...install import install
 from ...topology import Cluster
+from ...topology.cluster import CLUSTER_OPTIONS
 
 log = logging.getLogger("postfork.django")
 
 TOPOLOGY_SETTING = "POSTFORK_TOPOLOGY"
-CLUSTER_OPTIONS = (
-    "max_replica_lag",
-    "check_interval",
-    "check_timeout",
-    "read_your_writes",
-    "fallback",
-)
 
 
 def mirrors(databases: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -53,9 +47,18 @@ class _Topology:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.clusters: dict[
-            str, tuple[Cluster, dict[str, str]]
-        ] = {}  # primary -> (cluster, member->alias)
+        # primary -> (cluster, member name -> alias)
+        self.clusters: dict[str, tuple[Cluster, dict[str, str]]] = {}
+        self._replicas: dict[str, list[str]] | None = None  # DATABASES' mirrors, read once
+
+    def replicas(self) -> dict[str, list[str]]:
+        """{primary alias: replica aliases}: read from the settings once, not on every query
+        (the router asks for each one)."""
+        if self._replicas is None:
+            from django.conf import settings
+
+            self._replicas = mirrors(settings.DATABASES)
+        return self._replicas
 
     def build_all(self) -> None:
         """At start-up (the app's ready()), when the router is configured: every cluster made
@@ -63,12 +66,12 @@ class _Topology:
         from django.conf import settings
 
         if any(path.endswith("ReplicaRouter") for path in settings.DATABASE_ROUTERS):
-            for primary in _replicas():
+            for primary in self.replicas():
                 self.cluster_for(primary)
 
     def cluster_for(self, primary: str) -> tuple[Cluster, dict[str, str]] | None:
         found = self.clusters.get(primary)
-        if found is None and primary in _replicas():
+        if found is None and primary in self.replicas():
             with self._lock:
                 found = self.clusters.get(primary) or self._build(primary)
         return found
@@ -77,7 +80,7 @@ class _Topology:
         from django.conf import settings
         from django.db import connections
 
-        aliases = [primary, *_replicas()[primary]]
+        aliases = [primary, *self.replicas()[primary]]
         pools = [connections[alias].postfork_pool() for alias in aliases]
         options = dict(getattr(settings, TOPOLOGY_SETTING, {}) or {})
         unknown = sorted(set(options) - set(CLUSTER_OPTIONS))
@@ -95,12 +98,6 @@ class _Topology:
 
 
 topology = _Topology()
-
-
-def _replicas() -> dict[str, list[str]]:
-    from django.conf import settings
-
-    return mirrors(settings.DATABASES)
 
 
 def _primary_of(alias: str) -> str:
