@@ -69,7 +69,7 @@ def private_server() -> Iterator[PrivateServerFactory]:
 
 
 @pytest.fixture(scope="module")
-def replica_set() -> Iterator[EmbeddedReplicaSet]:
+def replica_servers() -> Iterator[EmbeddedReplicaSet]:
     """A private primary and two replicas for one test module, with the topology tests'
     tables (``notes`` for DB-API, ``orm_notes`` for the ORM), replicated."""
     with EmbeddedReplicaSet(2) as servers:
@@ -78,8 +78,15 @@ def replica_set() -> Iterator[EmbeddedReplicaSet]:
                 f"CREATE TABLE postfork.{table} "
                 "(id INT PRIMARY KEY AUTO_INCREMENT, body VARCHAR(40))"
             )
-        servers.wait_for_replicas()
         yield servers
+
+
+@pytest.fixture
+def replica_set(replica_servers: EmbeddedReplicaSet) -> EmbeddedReplicaSet:
+    """The module's replica set, every replica caught up and saying so before each test: a
+    test that stopped replication must not leave the next one a replica still catching up."""
+    replica_servers.wait_for_replicas()
+    return replica_servers
 
 
 def reads_under_load(

@@ -257,6 +257,41 @@ def test_a_worker_with_a_dead_replica_is_ready_without_connecting_to_it_again(
         # /readyz did not try the dead one again (a silent one would hold it connect_timeout)
         assert dead_member.pool.stats()["connect_errors"] == failed_before
         assert dead_member.health is Health.DOWN
+        assert cluster.members[1].serves, cluster.members[1].verdict.reason
         assert {read_port(cluster) for _ in range(6)} == {replica_set.replicas[0].port}
+    finally:
+        cluster.close()
+
+
+def test_a_cluster_at_min_idle_zero_connects_to_check(replica_set: EmbeddedReplicaSet) -> None:
+    # mysqlclient's connect timeout is whole seconds: a check bounded by check_timeout=1.0
+    # alone could never connect, and a member without an idle connection stayed down
+    cluster = Cluster(replica_set.primary_url, replica_set.replica_urls, min_idle=0)
+    try:
+        cluster.warm()
+        assert all(m.serves for m in cluster.members), [m.describe() for m in cluster.members]
+        assert {read_port(cluster) for _ in range(10)} == {r.port for r in replica_set.replicas}
+    finally:
+        cluster.close()
+
+
+def test_a_member_whose_connections_are_all_in_use_is_not_taken_for_down(
+    replica_set: EmbeddedReplicaSet,
+) -> None:
+    cluster = Cluster(
+        replica_set.primary_url,
+        replica_set.replica_urls,
+        min_idle=1,
+        max_size=1,
+        check_timeout=0.2,
+        autocommit=True,
+    )
+    try:
+        cluster.warm()
+        busy = cluster.members[1]
+        with busy.pool.connection():  # a request holds its only connection through the check
+            cluster.check()
+            assert busy.serves, busy.describe()
+        assert busy.left == 0
     finally:
         cluster.close()

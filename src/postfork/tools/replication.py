@@ -123,7 +123,10 @@ class EmbeddedReplicaSet:
         replica.execute("START SLAVE")
 
     def wait_for_replicas(self, timeout: float = 30.0) -> None:
-        """Until every running replica has applied everything the primary wrote so far."""
+        """Until every running replica has applied everything the primary wrote so far and
+        says so itself: both threads running, ``Seconds_Behind_Master`` 0. Right after a
+        ``START SLAVE`` a replica that holds every event can still report a NULL or a stale
+        lag for a moment, and a cluster checking it then would rightly leave it."""
         position = self.primary.execute("SELECT @@gtid_binlog_pos")[0][0]
         for replica in self.replicas:
             if replica.pid is None:
@@ -134,6 +137,11 @@ class EmbeddedReplicaSet:
                     f"replica on port {replica.port} did not reach the primary's position "
                     f"{position} within {timeout:g}s: {replica_status(replica)}"
                 )
+            wait_until(
+                lambda replica=replica: _caught_up(replica_status(replica)),
+                timeout,
+                f"replica on port {replica.port} reporting itself caught up",
+            )
 
     def stop(self) -> None:
         """Stop every server and delete the datadirs."""
@@ -192,6 +200,14 @@ def replica_status(replica: EmbeddedMariaDB) -> dict[str, Any]:
     """The replica's ``SHOW SLAVE STATUS`` row as a dict (empty when it replicates nothing)."""
     names, rows = replica.query("SHOW SLAVE STATUS")
     return dict(zip(names, rows[0], strict=True)) if rows else {}
+
+
+def _caught_up(status: dict[str, Any]) -> bool:
+    return (
+        status.get("Slave_SQL_Running") == "Yes"
+        and status.get("Slave_IO_Running") == "Yes"
+        and status.get("Seconds_Behind_Master") == 0
+    )
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -8,8 +8,10 @@ out at once; only a check brings it back.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+from ..errors import DeadlineExceeded, PoolTimeout
 from ..pool import Pool, deadline
 from ..url import DatabaseURL
 from .health import (
@@ -50,11 +52,26 @@ class Member:
     def check(
         self, *, max_lag: float, primary_reachable: bool, timeout: float
     ) -> tuple[Verdict, Verdict]:
-        """Ask the server (one round trip, bounded by ``timeout``); returns (before, after)."""
+        """Ask the server (one round trip, bounded by ``timeout``); returns (before, after).
+
+        With no idle connection the check must connect first, and gets ``timeout`` rounded up
+        to whole seconds more for that: mysqlclient's connect timeout is whole seconds, and
+        within a deadline under one second it could never connect (a member whose
+        connections were all discarded, or a pool at ``min_idle=0``, would stay down). With
+        every connection in use the wait may end empty-handed: that member is busy serving,
+        so its verdict stands until the next check."""
         before = self.verdict
+        idle, in_use = self.pool.counts()
+        seconds = timeout if idle else timeout + math.ceil(timeout)
         try:
-            with deadline(timeout), self.pool.connection() as conn:
+            with deadline(seconds), self.pool.connection() as conn:
                 verdict = self._probe(conn, max_lag=max_lag, primary_reachable=primary_reachable)
+        except (DeadlineExceeded, PoolTimeout) as exc:
+            if idle or in_use < self.pool.max_size:
+                verdict = Verdict(Health.DOWN, reason=self.pool.describe_error(exc))
+            else:
+                log.debug("%s: not checked, its connections are all in use", self.describe())
+                return before, before
         except Exception as exc:  # postfork's or the driver's (a connection died mid-check)
             verdict = Verdict(Health.DOWN, reason=self.pool.describe_error(exc))
         self.set(verdict)
