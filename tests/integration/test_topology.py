@@ -295,3 +295,20 @@ def test_a_member_whose_connections_are_all_in_use_is_not_taken_for_down(
         assert busy.left == 0
     finally:
         cluster.close()
+
+
+def test_warming_while_the_upkeep_timer_checks_waits_for_the_answers(
+    replica_set: EmbeddedReplicaSet,
+) -> None:
+    # the upkeep timer of an earlier installation in this process may be mid-check on a
+    # cluster being installed; warm() skipped its own check then, and the first reads went to
+    # the primary while every replica was still "not checked yet"
+    cluster = Cluster(replica_set.primary_url, replica_set.replica_urls, autocommit=True)
+    try:
+        cluster._checking.acquire()  # a check round in progress on the timer thread
+        threading.Timer(0.3, cluster._checking.release).start()
+        cluster.warm()
+        assert all(m.serves for m in cluster.members), [m.describe() for m in cluster.members]
+        assert {read_port(cluster) for _ in range(10)} == {r.port for r in replica_set.replicas}
+    finally:
+        cluster.close()

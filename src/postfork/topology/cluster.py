@@ -214,10 +214,12 @@ class Cluster:
 
     # -- upkeep (off the request path) ------------------------------------------------------
 
-    def check(self) -> None:
+    def check(self, *, wait: bool = True) -> None:
         """Ask every member how it is (one query each) and route by the answers. Runs from
-        ``maintain()`` once per ``check_interval``; call it to force a round."""
-        if not self._checking.acquire(blocking=False):
+        ``maintain()`` once per ``check_interval`` (``wait=False``: while another thread is
+        checking, that round is enough); called to force a round, it runs after the round in
+        progress, which may have begun before what the caller just changed."""
+        if not self._checking.acquire(blocking=wait):
             return  # another thread is checking right now
         try:
             self._check_members()
@@ -252,7 +254,7 @@ class Cluster:
             except Error as exc:
                 self._left(member, exc)
         if connect and self._clock() >= self._next_check:
-            self.check()
+            self.check(wait=False)
 
     def maintenance_due_in(self) -> float | None:
         if self.closed:
@@ -285,6 +287,8 @@ class Cluster:
             except Error as exc:
                 self._left(member, exc)
         self._next_check = 0.0
+        # the upkeep timer (already running for an earlier installation) may be mid-check on
+        # this cluster, begun before these connections were open: check anew after it
         self.check()
         if not self.ready_now():
             raise self._nothing_left(False)
