@@ -28,7 +28,7 @@ class ForkAware(Protocol):
     def _before_fork(self) -> None: ...
     def _after_fork_in_parent(self) -> None: ...
     def _ensure_process(self) -> None: ...
-    def _close_at_exit(self) -> None: ...
+    def _close_at_exit(self, wait: float = 0.0) -> None: ...
 
 
 class AfterForkListener(Protocol):
@@ -186,9 +186,15 @@ def child_started() -> None:
             log.exception("post-fork listener %r failed", listener)
 
 
-def process_exiting() -> None:
+# how long an orderly exit waits for a pool's lock held by another thread (the upkeep's)
+ORDERLY_EXIT_LOCK_WAIT = 1.0
+
+
+def process_exiting(orderly: bool = False) -> None:
     """This process is leaving: exit listeners, then its pools (also from atexit and uWSGI's
-    own exit hook; it runs once)."""
+    own exit hook; it runs once). ``orderly``: called between requests, never from a signal
+    handler (a recycled worker), so closing may wait for a lock another thread holds; without
+    it a pool busy at that instant leaves its connection for the server to count aborted."""
     if not _exit_hook.first():
         return  # uWSGI may run it twice: its own atexit hook, then Python's during teardown
     for listener in list(_exit_listeners):
@@ -202,7 +208,7 @@ def process_exiting() -> None:
     # teardown (uWSGI skip-atexit-teardown) would otherwise leave them to be reset.
     for pool in live_pools():
         try:
-            pool._close_at_exit()
+            pool._close_at_exit(ORDERLY_EXIT_LOCK_WAIT if orderly else 0.0)
         except Exception:
             log.exception("closing connections at exit failed")
 

@@ -76,8 +76,10 @@ def worker_exit(server: Any, worker: Any) -> None:
     leaves because it reached ``max_requests`` skips the interpreter's teardown, as uWSGI's
     ``skip-atexit-teardown`` does: atexit hooks run and the logs are flushed, then
     ``os._exit(0)``; the arbiter replaces it sooner. Every other exit (a boot error, a signal,
-    a crash) is left to gunicorn, with its exit codes."""
-    fork.process_exiting()
+    a crash) is left to gunicorn, with its exit codes. The hook runs in the worker's main
+    thread once its loop has ended (a stop signal's exception has unwound by then), so
+    closing the pools may wait for another thread's moment under their lock."""
+    fork.process_exiting(orderly=True)
     if environment.fast_worker_exit() and _recycled(worker):
         _exit_without_teardown()
 

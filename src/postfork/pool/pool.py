@@ -145,9 +145,11 @@ class Pool:
         return Lease(self)
 
     def warm(self) -> int:
-        """Open connections until ``min_idle`` are idle (within ``max_size``); returns how many
-        it opened. Connects already in flight in another thread (the upkeep timer) are waited
-        for, so the pool is warm when this returns."""
+        """Open connections until ``min_idle`` are idle or leased (within ``max_size``); returns
+        how many it opened. Connects already in flight in another thread (the upkeep timer) are
+        waited for, so the pool is warm when this returns. A leased connection counts: it comes
+        back when its request ends, and a spare opened beside it in a worker that serves one
+        request at a time would never be used, yet held open against ``max_connections``."""
         self._ensure_process()
         opened = 0
         for _ in range(self.min_idle + 1):  # each round opens or waits for at least one
@@ -172,7 +174,7 @@ class Pool:
             if self._mode is not PoolMode.SERVING:
                 return None
             warming = sum(1 for slot in self._busy if slot.warming)
-            short = self.min_idle - len(self._idle)
+            short = self.min_idle - (self._size() - warming)
             if short <= 0 or (self._size() >= self.max_size and not warming):
                 return None
             wanted = min(short - warming, self.max_size - self._size())
@@ -184,7 +186,7 @@ class Pool:
     def _await_connects_in_flight(self) -> None:
         deadline = time.monotonic() + self.connect_timeout
         with self._lock:
-            while len(self._idle) < self.min_idle and any(slot.warming for slot in self._busy):
+            while self._short_of_min_idle() and any(slot.warming for slot in self._busy):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -214,7 +216,7 @@ class Pool:
                     self._mark_discarded(slot, reason)
                     doomed.append(slot)
             self._find_leaks(now)
-            short = len(self._idle) < self.min_idle and self._size() < self.max_size
+            short = self._short_of_min_idle() and self._size() < self.max_size
         self._log_leaks()
         self._close_all(doomed)
         if short and connect:  # runs after every response: warm() only when there is work
@@ -228,7 +230,7 @@ class Pool:
         with self._lock:
             if self._mode is not PoolMode.SERVING:
                 return None
-            if len(self._idle) < self.min_idle and self._size() < self.max_size:
+            if self._short_of_min_idle() and self._size() < self.max_size:
                 return 0.0
             due = [
                 slot.expires - lifetime.refresh_margin(slot.created, slot.expires)
@@ -785,20 +787,23 @@ class Pool:
             slot.conn = None
         return True
 
-    def _close_at_exit(self) -> None:
-        """``close()`` for exit hooks, which never wait for a lock: uWSGI runs its atexit hook
-        inside the signal handler of a worker it stops, and that signal may have interrupted
-        this very process in a pool call that holds the lock (waiting would hang the worker
-        until the master kills it). Busy then: the connections close with the process."""
+    def _close_at_exit(self, wait: float = 0.0) -> None:
+        """``close()`` for exit hooks. By default they never wait for a lock: uWSGI runs its
+        atexit hook inside the signal handler of a worker it stops, and that signal may have
+        interrupted this very process in a pool call that holds the lock (waiting would hang
+        the worker until the master kills it). Busy then: the connections close with the
+        process, and the server counts them aborted. An orderly exit (a recycled worker,
+        between requests) waits up to ``wait`` seconds: what holds the lock then is another
+        thread (the upkeep's), for a moment."""
         if self._pid != os.getpid():
-            if not fork.reset_lock.acquire(blocking=False):
+            if not _acquire(fork.reset_lock, wait):
                 return
             try:
                 if self._pid != os.getpid():
                     self._after_fork_in_child()
             finally:
                 fork.reset_lock.release()
-        if not self._lock.acquire(blocking=False):
+        if not _acquire(self._lock, wait):
             log.debug("pid %d: pool busy at exit: not closing its connections", self._pid)
             return
         try:
@@ -848,6 +853,11 @@ class Pool:
     def _size(self) -> int:
         return len(self._idle) + len(self._busy)
 
+    def _short_of_min_idle(self) -> bool:
+        """Under the lock: fewer than ``min_idle`` connections idle or leased (a connect in
+        flight for warm() is not one yet; one in flight for a checkout will be leased)."""
+        return self._size() - sum(1 for slot in self._busy if slot.warming) < self.min_idle
+
     def _raise_if_closed(self) -> None:
         if self._mode is PoolMode.CLOSED:
             raise PoolClosed(f"pool is closed: {self!r}", pool=self)
@@ -868,6 +878,10 @@ def _deadline_exceeded(limit: Deadline, what: str) -> DeadlineExceeded:
     return DeadlineExceeded(
         f"the request's deadline ({limit.seconds:g}s) passed: {what}", seconds=limit.seconds
     )
+
+
+def _acquire(lock: threading.Lock, wait: float) -> bool:
+    return lock.acquire(timeout=wait) if wait > 0 else lock.acquire(blocking=False)
 
 
 def _new_lock_and_condition() -> tuple[threading.Lock, threading.Condition]:

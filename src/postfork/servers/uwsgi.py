@@ -37,9 +37,12 @@ def worker_id() -> int | None:
     return None if uwsgi is None else int(uwsgi.worker_id())
 
 
-def hook(post_fork: Callable[[], None], at_exit: Callable[[], None]) -> bool:
+def hook(post_fork: Callable[[], None], at_exit: Callable[[bool], None]) -> bool:
     """Inside uWSGI, run ``post_fork`` in each worker right after its C-level fork and
-    ``at_exit`` when a process exits; returns False outside uWSGI."""
+    ``at_exit(orderly)`` when a process exits: ``orderly`` when max-requests recycled it (an
+    orderly call after its last request), not when a signal stops it (uWSGI then runs the hook
+    inside the C signal handler, on top of whatever Python code the signal interrupted).
+    Returns False outside uWSGI."""
     uwsgi = _uwsgi()
     if uwsgi is None:
         return False
@@ -53,7 +56,7 @@ def hook(post_fork: Callable[[], None], at_exit: Callable[[], None]) -> bool:
 UWSGI_END_CODE = 30
 
 
-def _chain_atexit(uwsgi: ModuleType, at_exit: Callable[[], None]) -> None:
+def _chain_atexit(uwsgi: ModuleType, at_exit: Callable[[bool], None]) -> None:
     """Run ``at_exit`` after whatever ``uwsgi.atexit`` held. Then a worker that max-requests
     recycles leaves at once (see :func:`exit_now_if_recycled`), unless somebody chained a hook
     after ours (theirs would be skipped)."""
@@ -62,7 +65,7 @@ def _chain_atexit(uwsgi: ModuleType, at_exit: Callable[[], None]) -> None:
     def chained() -> None:
         if previous is not None:
             previous()
-        at_exit()
+        at_exit(_recycled(uwsgi))
         if getattr(uwsgi, "atexit", None) is chained:
             exit_now_if_recycled(uwsgi)
 
@@ -188,18 +191,6 @@ def exit_reason(requests_served: int) -> str:
     if 0 < limit <= requests_served:
         return f"max-requests ({limit}) reached"
     return "stopped or reloaded by the server"
-
-
-def exit_hooks_may_interrupt(requests_served: int) -> bool:
-    """Whether this exit's hooks may run inside a signal handler, on top of whatever Python code
-    the signal interrupted (so they must not take locks that code may hold). uWSGI calls its
-    atexit hook from the C handler of the signal that stops a worker; its recycling after
-    max-requests is an orderly call. Python's own signal handlers unwind first."""
-    uwsgi = _uwsgi()
-    if uwsgi is None or uwsgi.worker_id() <= 0:
-        return False
-    limit = _uwsgi_request_limit(uwsgi)
-    return not 0 < limit <= requests_served
 
 
 UWSGI_MIN_WORKER_LIFETIME_DEFAULT = 10  # seconds, uWSGI 2.0.31
