@@ -599,3 +599,34 @@ def test_upkeep_opens_no_spare_beside_a_leased_connection() -> None:
     with pool.connection(), pool.connection():  # two at once: the second connects on demand
         assert len(driver.opened) == 2
     assert pool.stats()["idle"] == 2
+
+
+def test_after_a_timeout_the_next_checkout_waits_for_the_timers_reconnect() -> None:
+    """A query timed out; the response's upkeep left the reconnect to the timer thread and woke
+    it. The next request, arriving before that thread got a CPU, failed fast with "not
+    answering" although the server was fine (seen under load in
+    tests/e2e/test_killed_connections.py). It waits up to PROBE_WAIT for that connect now."""
+    from postfork.pool.pool import PROBE_WAIT
+
+    def timed_out_request(pool: Pool) -> None:
+        lease = pool.connection()
+        with lease:
+            lease.invalidate(timed_out=True)  # the driver's read timed out
+
+    driver = FakeDriver()
+    pool = make_pool(driver, min_idle=1, max_size=2)
+    pool.warm()
+    timed_out_request(pool)
+    # the control: nobody said a reconnect is coming, so the checkout fails at once
+    with pytest.raises(DatabaseUnavailable, match="is not answering"):
+        pool.connection().__enter__()
+    time.sleep(0.6)  # past the silence backoff: a checkout would connect by itself again
+    timed_out_request(pool)
+    pool.maintain(connect=False)  # the response's upkeep (degraded: the timer will refill)
+    timer = threading.Timer(PROBE_WAIT / 3, pool.maintain)  # the timer thread, late
+    timer.start()
+    started = time.monotonic()
+    with pool.connection():
+        assert time.monotonic() - started < PROBE_WAIT
+    timer.join()
+    assert not pool.degraded

@@ -136,6 +136,7 @@ class Pool:
         # database may be silent, so after-response upkeep must not wait on a connect
         self.degraded = False
         self._silent_at = 0.0  # when the server last looked silent (0.0: never, or answered)
+        self._refill_left_at = 0.0  # maintain(connect=False) left a refill to the upkeep timer
         fork.register(self)
 
     # -- public API -------------------------------------------------------------------------
@@ -217,6 +218,8 @@ class Pool:
                     doomed.append(slot)
             self._find_leaks(now)
             short = self._short_of_min_idle() and self._size() < self.max_size
+            if short and not connect:
+                self._refill_left_at = time.monotonic()
         self._log_leaks()
         self._close_all(doomed)
         if short and connect:  # runs after every response: warm() only when there is work
@@ -470,8 +473,13 @@ class Pool:
         return self._probing() or time.monotonic() - self._silent_at < SILENCE_BACKOFF
 
     def _probing(self) -> bool:
-        """Under the lock: the upkeep (warm()) is connecting in another thread."""
-        return any(slot.warming for slot in self._busy)
+        """Under the lock: the upkeep (warm()) is connecting in another thread, or is about to:
+        the refill was left to its timer thread a moment ago (after the response that timed
+        out), and a checkout arriving before that thread gets a CPU waits for it too."""
+        return (
+            any(slot.warming for slot in self._busy)
+            or time.monotonic() - self._refill_left_at < PROBE_WAIT
+        )
 
     def _wait_for_probe(self, deadline: float, waiting_since: float | None) -> float:
         """Under the lock: wait up to PROBE_WAIT for the background connect, then fail fast
