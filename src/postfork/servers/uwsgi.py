@@ -65,7 +65,11 @@ def _chain_atexit(uwsgi: ModuleType, at_exit: Callable[[bool], None]) -> None:
     def chained() -> None:
         if previous is not None:
             previous()
-        at_exit(_recycled(uwsgi))
+        try:
+            orderly = _recycled(uwsgi)
+        except Exception:  # asking uWSGI must never keep the exit hook from running
+            orderly = False
+        at_exit(orderly)
         if getattr(uwsgi, "atexit", None) is chained:
             exit_now_if_recycled(uwsgi)
 
