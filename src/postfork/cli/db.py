@@ -65,12 +65,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
         replica_set.stop()
         EmbeddedReplicaSet.forget_state()
         print(f"stopped the replica set and removed {replica_set.base}", file=sys.stderr)
-        if EmbeddedMariaDB.from_state() is None:
-            return 0
 
     running = EmbeddedMariaDB.from_state()
     if running is None:
-        print("no embedded MariaDB is running", file=sys.stderr)
+        if replica_set is None:
+            print("no embedded MariaDB is running", file=sys.stderr)
         EmbeddedMariaDB.forget_state()
         return 0
     running.stop()

@@ -174,7 +174,7 @@ class Pool:
             self._raise_if_closed()
             if self._mode is not PoolMode.SERVING:
                 return None
-            warming = sum(1 for slot in self._busy if slot.warming)
+            warming = self._warming()
             short = self.min_idle - (self._size() - warming)
             if short <= 0 or (self._size() >= self.max_size and not warming):
                 return None
@@ -864,7 +864,11 @@ class Pool:
     def _short_of_min_idle(self) -> bool:
         """Under the lock: fewer than ``min_idle`` connections idle or leased (a connect in
         flight for warm() is not one yet; one in flight for a checkout will be leased)."""
-        return self._size() - sum(1 for slot in self._busy if slot.warming) < self.min_idle
+        return self._size() - self._warming() < self.min_idle
+
+    def _warming(self) -> int:
+        """Under the lock: connects in flight for warm() (they will be idle, not leased)."""
+        return sum(1 for slot in self._busy if slot.warming)
 
     def _raise_if_closed(self) -> None:
         if self._mode is PoolMode.CLOSED:

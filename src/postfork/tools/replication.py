@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import environment
 from ..errors import DatabaseUnavailable
+from ..topology.health import judge_replica
 from ..url import DatabaseURL
 from .embedded import EmbeddedMariaDB, _alive
 
@@ -138,7 +139,7 @@ class EmbeddedReplicaSet:
                     f"{position} within {timeout:g}s: {replica_status(replica)}"
                 )
             wait_until(
-                lambda replica=replica: _caught_up(replica_status(replica)),
+                lambda replica=replica: _caught_up(replica),
                 timeout,
                 f"replica on port {replica.port} reporting itself caught up",
             )
@@ -202,12 +203,10 @@ def replica_status(replica: EmbeddedMariaDB) -> dict[str, Any]:
     return dict(zip(names, rows[0], strict=True)) if rows else {}
 
 
-def _caught_up(status: dict[str, Any]) -> bool:
-    return (
-        status.get("Slave_SQL_Running") == "Yes"
-        and status.get("Slave_IO_Running") == "Yes"
-        and status.get("Seconds_Behind_Master") == 0
-    )
+def _caught_up(replica: EmbeddedMariaDB) -> bool:
+    """What a Cluster would judge fresh with no lag allowed at all."""
+    status = replica_status(replica) or None
+    return judge_replica(status, max_lag=0.0, primary_reachable=True).serves
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:

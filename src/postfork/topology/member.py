@@ -62,17 +62,15 @@ class Member:
         so its verdict stands until the next check."""
         before = self.verdict
         idle, in_use = self.pool.counts()
+        busy = not idle and in_use >= self.pool.max_size
         seconds = timeout if idle else timeout + math.ceil(timeout)
         try:
             with deadline(seconds), self.pool.connection() as conn:
                 verdict = self._probe(conn, max_lag=max_lag, primary_reachable=primary_reachable)
-        except (DeadlineExceeded, PoolTimeout) as exc:
-            if idle or in_use < self.pool.max_size:
-                verdict = Verdict(Health.DOWN, reason=self.pool.describe_error(exc))
-            else:
+        except Exception as exc:  # postfork's or the driver's (a connection died mid-check)
+            if busy and isinstance(exc, DeadlineExceeded | PoolTimeout):
                 log.debug("%s: not checked, its connections are all in use", self.describe())
                 return before, before
-        except Exception as exc:  # postfork's or the driver's (a connection died mid-check)
             verdict = Verdict(Health.DOWN, reason=self.pool.describe_error(exc))
         self.set(verdict)
         return before, verdict
