@@ -214,9 +214,9 @@ _SSL_MODE_ARGUMENT = {  # libmariadb 3.3: REQUIRED + a CA checks the chain, not 
 def _tls_kwargs(url: DatabaseURL) -> dict[str, Any]:
     """``ssl_mode`` as libmariadb understands it (see drivers/tls.py for the meanings)."""
     mode = url.ssl_mode
-    files = tls_files(url)
     if mode == "disabled":
         return {"ssl_mode": "DISABLED"}
+    files = tls_files(url)
     if mode in ("preferred", "required"):
         files.pop("ca", None)  # unauthenticated by definition: no chain check
     # a cipher list makes libmariadb start TLS at all under PREFERRED (it stays in plain

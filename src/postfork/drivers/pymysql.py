@@ -169,9 +169,9 @@ def _tls_kwargs(url: DatabaseURL) -> dict[str, Any]:
     """``ssl_mode`` as PyMySQL's ``ssl`` dict (see drivers/tls.py for the meanings). Its own
     ``ssl_ca=`` keyword checks nothing unless told; the dict states every check."""
     mode = url.ssl_mode
-    files = tls_files(url)
     if mode == "disabled":
         return {"ssl_disabled": True}
+    files = tls_files(url)
     if mode in ("preferred", "required"):
         files.pop("ca", None)  # unauthenticated: no CA, so PyMySQL uses CERT_NONE
         return {"ssl": {**files, "check_hostname": False}}
