@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/async_to_sync.py --check
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q

@@ -23,13 +23,25 @@ from .errors import (
     PoolTimeout,
 )
 from .install import Installation, WarmReport, after_fork, install
-from .pool import Deadline, DiscardReason, Lease, Pool, PoolOptions, PoolStats, deadline
+from .pool import (
+    AsyncLease,
+    AsyncPool,
+    Deadline,
+    DiscardReason,
+    Lease,
+    Pool,
+    PoolOptions,
+    PoolStats,
+    deadline,
+)
 from .topology import Cluster
 from .url import DatabaseURL, parse_url
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncLease",
+    "AsyncPool",
     "Cluster",
     "ConfigError",
     "DatabaseURL",

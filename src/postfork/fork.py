@@ -24,11 +24,20 @@ from .servers import uwsgi
 log = logging.getLogger("postfork.fork")
 
 
-class ForkAware(Protocol):
-    def _before_fork(self) -> None: ...
-    def _after_fork_in_parent(self) -> None: ...
-    def _ensure_process(self) -> None: ...
-    def _close_at_exit(self, wait: float = 0.0) -> None: ...
+class ForkHooks(Protocol):
+    """What a pool gives the fork lifecycle: one object whose methods are named for the moment
+    they run (``pool.core.PoolForkHooks``); ``owner`` is its pool (None once collected)."""
+
+    @property
+    def owner(self) -> object | None: ...
+
+    def before_fork(self) -> None: ...
+
+    def after_fork_in_parent(self) -> None: ...
+
+    def after_fork_in_child(self) -> None: ...
+
+    def at_exit(self, wait: float) -> None: ...
 
 
 class AfterForkListener(Protocol):
@@ -43,7 +52,7 @@ class MasterListener(Protocol):
     def before_workers_fork(self) -> None: ...
 
 
-_pools: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+_hooks: weakref.WeakSet[ForkHooks] = weakref.WeakSet()
 # In registration order (a warm-up registered first runs first), held weakly.
 _listeners: weakref.WeakValueDictionary[int, AfterForkListener] = weakref.WeakValueDictionary()
 _listener_ids = itertools.count()
@@ -98,8 +107,9 @@ _uwsgi_hooked = False
 reset_lock = threading.Lock()
 
 
-def register(pool: ForkAware) -> None:
-    _pools.add(pool)
+def register(hooks: ForkHooks) -> None:
+    """Call a pool's hooks at each fork and at exit (held weakly: its pool holds them)."""
+    _hooks.add(hooks)
     _hook_uwsgi_once()
 
 
@@ -141,19 +151,20 @@ def _hook_uwsgi_once() -> None:
         _uwsgi_hooked = uwsgi.hook(post_fork=child_started, at_exit=process_exiting)
 
 
-def live_pools() -> list[ForkAware]:
-    return list(_pools)
+def live_pools() -> list[object]:
+    """Every pool of this process that is still alive."""
+    return [pool for hooks in list(_hooks) if (pool := hooks.owner) is not None]
 
 
 def _before_fork() -> None:
     # Take every pool's lock so no pool is forked half-way through a state change.
-    for pool in live_pools():
-        pool._before_fork()
+    for hooks in list(_hooks):
+        hooks.before_fork()
 
 
 def _after_fork_in_parent() -> None:
-    for pool in live_pools():
-        pool._after_fork_in_parent()
+    for hooks in list(_hooks):
+        hooks.after_fork_in_parent()
 
 
 def _after_fork_in_child() -> None:
@@ -177,8 +188,8 @@ def child_started() -> None:
     if _freeze_gc:
         gc.freeze()
     uwsgi.drop_inherited_accelerator()
-    for pool in live_pools():
-        pool._ensure_process()
+    for hooks in list(_hooks):
+        hooks.after_fork_in_child()
     for listener in list(_listeners.values()):
         try:
             listener.after_fork()
@@ -206,9 +217,9 @@ def process_exiting(orderly: bool = False) -> None:
     # interpreter teardown collects them (which would send COM_QUIT on the parent's sockets).
     # Then close this process's own connections cleanly: a server that skips interpreter
     # teardown (uWSGI skip-atexit-teardown) would otherwise leave them to be reset.
-    for pool in live_pools():
+    for hooks in list(_hooks):
         try:
-            pool._close_at_exit(ORDERLY_EXIT_LOCK_WAIT if orderly else 0.0)
+            hooks.at_exit(ORDERLY_EXIT_LOCK_WAIT if orderly else 0.0)
         except Exception:
             log.exception("closing connections at exit failed")
 

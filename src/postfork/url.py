@@ -14,7 +14,13 @@ from .errors import ConfigError
 from .validate import POSITIVE_SECONDS
 
 _SCHEMES = {"mysql", "mariadb"}
-_DRIVER_ALIASES = {"mysqldb": "mysqlclient", "mysqlclient": "mysqlclient", "pymysql": "pymysql"}
+_DRIVER_ALIASES = {
+    "mysqldb": "mysqlclient",
+    "mysqlclient": "mysqlclient",
+    "pymysql": "pymysql",
+    "asyncmy": "asyncmy",
+    "aiomysql": "aiomysql",
+}
 _FLOAT_OPTIONS = ("connect_timeout", "read_timeout", "write_timeout")
 _TLS_OPTIONS = ("ssl_ca", "ssl_cert", "ssl_key")
 _TEXT_OPTIONS = ("unix_socket", "charset", *_TLS_OPTIONS)

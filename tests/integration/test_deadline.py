@@ -14,7 +14,7 @@ import pytest
 
 import postfork
 from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
-from postfork.pool.pool import PROBE_WAIT
+from postfork.pool.silence import PROBE_WAIT
 from postfork.url import DatabaseURL
 
 

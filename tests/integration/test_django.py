@@ -158,7 +158,7 @@ def test_threads_get_a_connection_each_from_the_pool(connections: Any) -> None:
         thread.join(10)
     assert len(set(seen)) == 3
     pool = connections["postfork_health"].postfork_pool()
-    assert pool.stats()["in_use"] == 0 and pool.max_size == 3
+    assert pool.stats()["in_use"] == 0 and pool.options.max_size == 3
 
 
 def test_atomic_select_for_update_and_a_rollback_on_error(

@@ -192,7 +192,7 @@ def test_primary_stopped_writes_fail_fast_reads_go_on_and_writes_resume_within_a
         started = time.monotonic()
         with pytest.raises(DatabaseUnavailable), cluster.writer() as conn:
             conn.cursor().execute("INSERT INTO postfork.notes (body) VALUES ('lost')")
-        assert time.monotonic() - started < cluster.members[0].pool.checkout_timeout
+        assert time.monotonic() - started < cluster.members[0].pool.options.checkout_timeout
         maintain_for(cluster, CHECK + 0.1)
         # the replicas can only reconnect now: nothing is written anywhere, they serve
         done, errors = reads_under_load(lambda: cluster.read(count_notes), 0.5, threads=2)

@@ -3,13 +3,15 @@ scripted failures, and a record of everything the pool asked for."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from postfork.drivers.base import Driver
+from postfork.drivers.aio import AsyncDriver
+from postfork.drivers.base import Driver, DriverBase
 from postfork.url import DatabaseURL
 
 
@@ -140,3 +142,99 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class FakeAsyncDriver(AsyncDriver):
+    """The same fake sessions behind the asyncio drivers' interface: every I/O call is awaited
+    (and yields to the loop once, as a real one would)."""
+
+    name = "fake-async"
+    module = FakeModule
+    liveness_probe = DriverBase.liveness_probe  # the fake's socket pair is the whole truth
+
+    def __init__(self, wait_timeout: float = 28800.0) -> None:
+        self.sync = FakeDriver(wait_timeout)
+        self.connect_delay = 0.0
+
+    @property
+    def opened(self) -> list[FakeConnection]:
+        return self.sync.opened
+
+    @property
+    def fail_next_connects(self) -> list[BaseException]:
+        return self.sync.fail_next_connects
+
+    async def connect(
+        self,
+        url: DatabaseURL,
+        *,
+        connect_timeout: float,
+        autocommit: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        await asyncio.sleep(self.connect_delay)
+        return self.sync.connect(
+            url, connect_timeout=connect_timeout, autocommit=autocommit, extra=extra
+        )
+
+    async def open(self, **kwargs: Any) -> Any:
+        raise AssertionError("the fake connects in connect() itself")
+
+    def connect_kwargs(
+        self, url: DatabaseURL, connect_timeout: float, autocommit: bool
+    ) -> dict[str, Any]:
+        return {}
+
+    def transport(self, conn: Any) -> Any:
+        raise AssertionError("the fake has no transport")
+
+    def unread(self, conn: Any) -> bool:
+        return False
+
+    def fileno(self, conn: Any) -> int:
+        return self.sync.fileno(conn)
+
+    def is_open(self, conn: Any) -> bool:
+        return bool(conn.open)
+
+    def in_transaction(self, conn: Any) -> bool:
+        return self.sync.in_transaction(conn)
+
+    def encrypted(self, conn: Any) -> bool:
+        return False
+
+    async def rollback(self, conn: Any) -> None:
+        self.sync.rollback(conn)
+
+    async def finish_reset(self, conn: Any) -> None:
+        conn._postfork_finish_reset()
+
+    async def finish_reset_within(self, conn: Any, poller: Any, seconds: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not poller.poll(0):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        conn._postfork_finish_reset()
+        return True
+
+    async def close(self, conn: Any) -> None:
+        self.sync.close(conn)
+
+    def close_now(self, conn: Any) -> None:
+        self.sync.close(conn)
+
+    def discard_abandoned(self, conn: Any) -> None:
+        self.sync.discard_abandoned(conn)
+
+    def forget_transport(self, conn: Any) -> None:
+        pass
+
+    async def session_wait_timeout(self, conn: Any) -> float:
+        return self.sync.wait_timeout
+
+    async def run_init_sql(self, conn: Any, statements: tuple[str, ...]) -> None:
+        self.sync.run_init_sql(conn, statements)
+
+    def preload(self) -> None:
+        pass

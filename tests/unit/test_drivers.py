@@ -6,8 +6,8 @@ import ssl
 
 import pytest
 
-from postfork import parse_url
-from postfork.drivers import load_driver
+from postfork import ConfigError, parse_url
+from postfork.drivers import load_async_driver, load_driver
 
 PLAIN = parse_url("mysql://app:pw@db.example:3306/shop")
 
@@ -25,3 +25,15 @@ def test_a_connect_without_tls_options_builds_no_ssl_context(
     monkeypatch.setattr(ssl, "SSLContext", refuse)
     kwargs = load_driver(name).connect_kwargs(PLAIN, 5.0, False)
     assert "ssl" not in kwargs
+
+
+@pytest.mark.parametrize(
+    ("sync", "asyncio_name"), [("mysqlclient", "asyncmy"), ("pymysql", "aiomysql")]
+)
+def test_each_pool_refuses_the_other_kind_of_driver_and_names_the_right_pool(
+    sync: str, asyncio_name: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"use postfork\.AsyncPool"):
+        load_driver(asyncio_name)
+    with pytest.raises(ConfigError, match=r"use postfork\.Pool"):
+        load_async_driver(sync)

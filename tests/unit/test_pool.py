@@ -606,7 +606,7 @@ def test_after_a_timeout_the_next_checkout_waits_for_the_timers_reconnect() -> N
     it. The next request, arriving before that thread got a CPU, failed fast with "not
     answering" although the server was fine (seen under load in
     tests/e2e/test_killed_connections.py). It waits up to PROBE_WAIT for that connect now."""
-    from postfork.pool.pool import PROBE_WAIT
+    from postfork.pool.silence import PROBE_WAIT
 
     def timed_out_request(pool: Pool) -> None:
         lease = pool.connection()

@@ -1,6 +1,8 @@
-"""Driver adapters: one small class per DB-API driver behind the common ``Driver`` interface.
+"""Driver adapters: one small class per driver behind the common interfaces, ``Driver`` for
+the DB-API drivers (mysqlclient, PyMySQL: ``postfork.Pool``) and ``AsyncDriver`` for the
+asyncio drivers (asyncmy, aiomysql: ``postfork.AsyncPool``).
 
-Each driver is an optional dependency (``postfork[mysqlclient]``, ``postfork[pymysql]``): a
+Each driver is an optional dependency (``postfork[mysqlclient]``, ``postfork[asyncmy]``...): a
 missing one is a ConfigError naming the extra, raised when the driver is first asked for.
 """
 
@@ -8,20 +10,32 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, MissingExtra
 from ..url import DatabaseURL
-from .base import Driver, describe_error, point_fd_at_devnull, translate_connect_error
+from .aio import AsyncDriver
+from .base import (
+    Driver,
+    DriverBase,
+    describe_error,
+    point_fd_at_devnull,
+    translate_connect_error,
+)
 
 DRIVER_NAMES = ("mysqlclient", "pymysql")
+ASYNC_DRIVER_NAMES = ("asyncmy", "aiomysql")
 
 __all__ = [
+    "ASYNC_DRIVER_NAMES",
     "DRIVER_NAMES",
+    "AsyncDriver",
     "Driver",
+    "DriverBase",
     "connect",
     "describe_error",
     "installed_driver",
+    "load_async_driver",
     "load_driver",
     "point_fd_at_devnull",
     "translate_connect_error",
@@ -29,8 +43,15 @@ __all__ = [
 
 
 @functools.cache
-def load_driver(name: str) -> Driver:
-    """The adapter for ``name``, created once per process (adapters hold no connection state)."""
+def load_driver(name: str | None = None) -> Driver:
+    """The DB-API adapter for ``name`` (default mysqlclient), created once per process
+    (adapters hold no connection state)."""
+    name = name or "mysqlclient"
+    if name in ASYNC_DRIVER_NAMES:
+        raise ConfigError(
+            f"{name} is an asyncio driver: use postfork.AsyncPool (or mysql+mysqldb:// or "
+            "mysql+pymysql:// for postfork.Pool)"
+        )
     if name == "mysqlclient":
         from .mysqlclient import MysqlclientDriver
 
@@ -40,6 +61,28 @@ def load_driver(name: str) -> Driver:
 
         return _instantiate(PyMySQLDriver, "pymysql", other="mysqlclient")
     raise ConfigError(f"unknown driver {name!r}; choose one of: {', '.join(DRIVER_NAMES)}")
+
+
+@functools.cache
+def load_async_driver(name: str | None = None) -> AsyncDriver:
+    """The asyncio adapter for ``name`` (default asyncmy), created once per process."""
+    name = name or "asyncmy"
+    if name in DRIVER_NAMES:
+        raise ConfigError(
+            f"{name} is not an asyncio driver: use postfork.Pool, or a mysql+asyncmy:// or "
+            "mysql+aiomysql:// URL for postfork.AsyncPool"
+        )
+    if name == "asyncmy":
+        from .asyncmy import AsyncmyDriver
+
+        return _instantiate(AsyncmyDriver, "asyncmy", other="aiomysql")
+    if name == "aiomysql":
+        from .aiomysql import AiomysqlDriver
+
+        return _instantiate(AiomysqlDriver, "aiomysql", other="asyncmy")
+    raise ConfigError(
+        f"unknown asyncio driver {name!r}; choose one of: {', '.join(ASYNC_DRIVER_NAMES)}"
+    )
 
 
 def installed_driver() -> str:
@@ -74,7 +117,10 @@ def connect(
         raise
 
 
-def _instantiate(cls: type[Driver], extra: str, *, other: str) -> Driver:
+D = TypeVar("D", bound=DriverBase)
+
+
+def _instantiate(cls: type[D], extra: str, *, other: str) -> D:
     try:
         return cls()
     except ImportError as exc:

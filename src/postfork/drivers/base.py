@@ -1,7 +1,10 @@
-"""What the pool needs from a DB-API driver, and the mechanisms shared by every adapter.
+"""What the pool needs from a driver, and the mechanisms shared by every adapter.
 
 An adapter only answers driver-specific questions (how to connect, which fd, is a transaction
 open); abandoning after fork, disconnect detection and error translation live here, once.
+:class:`DriverBase` holds every question answered without I/O, for the DB-API drivers
+(:class:`Driver`: mysqlclient, PyMySQL) and the asyncio drivers (``drivers.aio.AsyncDriver``:
+asyncmy, aiomysql) alike; the two subclasses add the same I/O methods, blocking or awaitable.
 
 Both adapters hand out their driver's own Connection class, subclassed for one thing: a
 ``rollback()`` that sends ROLLBACK without waiting for the reply. The reply is read before the
@@ -15,12 +18,15 @@ Session closes: the session's transaction, then the pool's reset on return).
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import logging
 import math
 import operator
 import os
-from collections.abc import Callable, Mapping
+import select
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import DatabaseUnavailable
@@ -49,6 +55,7 @@ _CONNECT_REASONS = {
     1040: "too many connections (the server's max_connections is reached)",
     1044: "access denied to the database",
     1045: "access denied (wrong user or password)",
+    1698: "access denied (wrong user or password)",  # MariaDB: a user with no password given
     1049: "unknown database",
     1130: "this host is not allowed to connect",
     1203: "the user has too many connections (max_user_connections)",
@@ -59,56 +66,57 @@ _CONNECT_REASONS = {
 }
 
 _ENCRYPTED_MODES = ("required", "verify_ca", "verify_identity")
+POLL_DEAD = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
+WAIT_TIMEOUT_QUERY = "SELECT @@SESSION.wait_timeout"
 _DEVNULL_FLAGS = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
 
 
-class Driver(abc.ABC):
-    """One DB-API driver as the pool sees it. Subclasses are small; shared logic stays here."""
+class DriverBase(abc.ABC):
+    """One driver as the pool sees it, without I/O. Subclasses are small; shared logic stays
+    here."""
 
     name: str
-    module: Any  # the DB-API module (MySQLdb, pymysql)
+    module: Any  # the driver's module (MySQLdb, pymysql, asyncmy, aiomysql)
+    asynchronous = False  # its I/O methods are coroutines (drivers.aio.AsyncDriver)
     # libmysqlclient/libmariadb take connect/read/write timeouts in whole seconds
     whole_second_timeouts = False
-
-    def connect(
-        self,
-        url: DatabaseURL,
-        *,
-        connect_timeout: float,
-        autocommit: bool,
-        extra: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Open a connection; ``extra`` are driver connect arguments that override the URL's
-        (``client_flag``, ``conv``...). Driver errors propagate (the pool translates them)."""
-        kwargs = self.connect_kwargs(url, connect_timeout, autocommit)
-        if extra and any(key.startswith("ssl") for key in extra):
-            # TLS given as driver arguments (an ORM's own ssl dict) replaces the URL's, whole
-            kwargs = {key: value for key, value in kwargs.items() if not key.startswith("ssl")}
-        conn = self.open(**{**kwargs, **(extra or {})})
-        if url.ssl_mode in _ENCRYPTED_MODES and not self.encrypted(conn):
-            # libmariadb (3.3) and PyMySQL both carry on in plain text when the server offers
-            # no TLS: refused here, before a single query is sent
-            self.close(conn)
-            raise DatabaseUnavailable(
-                f"cannot connect to MySQL at {url.target}: TLS: the server does not offer TLS "
-                f"(ssl_mode={url.ssl_mode}); the session was closed before any query"
-            )
-        return conn
 
     def encrypted(self, conn: Any) -> bool:
         """Whether the session runs over TLS (asked of the client library, no round trip);
         a driver that cannot tell says no, so ``ssl_mode=required`` refuses rather than trusts."""
         return False
 
+    def plain_text_refused(self, url: DatabaseURL, conn: Any) -> DatabaseUnavailable | None:
+        """The error for a session that came up in plain text where ``ssl_mode`` demands TLS
+        (libmariadb 3.3, PyMySQL and its asyncio ports all carry on in plain text when the
+        server offers none); the caller closes it before a single query is sent."""
+        if url.ssl_mode not in _ENCRYPTED_MODES or self.encrypted(conn):
+            return None
+        return DatabaseUnavailable(
+            f"cannot connect to MySQL at {url.target}: TLS: the server does not offer TLS "
+            f"(ssl_mode={url.ssl_mode}); the session was closed before any query"
+        )
+
+    def connect_arguments(
+        self,
+        url: DatabaseURL,
+        connect_timeout: float,
+        autocommit: bool,
+        extra: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The keywords for the driver's connect call; ``extra`` are driver connect arguments
+        that override the URL's (``client_flag``, ``conv``...)."""
+        kwargs = self.connect_kwargs(url, connect_timeout, autocommit)
+        if extra and any(key.startswith("ssl") for key in extra):
+            # TLS given as driver arguments (an ORM's own ssl dict) replaces the URL's, whole
+            kwargs = {key: value for key, value in kwargs.items() if not key.startswith("ssl")}
+        return {**kwargs, **(extra or {})}
+
     @abc.abstractmethod
     def connect_kwargs(
         self, url: DatabaseURL, connect_timeout: float, autocommit: bool
     ) -> dict[str, Any]:
         """The URL and settings as this driver's ``connect()`` keywords."""
-
-    @abc.abstractmethod
-    def open(self, **kwargs: Any) -> Any:
-        """The driver's own connect call."""
 
     @abc.abstractmethod
     def fileno(self, conn: Any) -> int:
@@ -126,50 +134,27 @@ class Driver(abc.ABC):
         """A callable answering ``in_transaction(conn)``, built once per connection."""
         return functools.partial(self.in_transaction, conn)
 
-    # is_open(conn): false once the caller closed the connection (both drivers keep an ``open``
-    # flag; truthy, not always a bool). Asked at every return: a C attribute getter.
+    def liveness_probe(self, conn: Any, poller: Any) -> Callable[[], Any]:
+        """A callable, built once per connection, that is truthy when the server spoke on an
+        idle session: it closed it or sent an error (KILL, shutdown, timeout). Zero round
+        trips: ``poller`` (a ``select.poll`` on its fd) finds the socket readable only then
+        (a C call, asked at every checkout)."""
+        return functools.partial(poller.poll, 0)
+
+    # is_open(conn): false once the caller closed the connection (both DB-API drivers keep an
+    # ``open`` flag; truthy, not always a bool). Asked at every return: a C attribute getter.
     is_open: Callable[[Any], Any] = operator.attrgetter("open")
 
     def connection_id(self, conn: Any) -> int:
         return int(conn.thread_id())
 
-    def rollback(self, conn: Any) -> None:
-        """Roll back; with postfork's adapters the ROLLBACK is sent and its reply is read
-        later (see :meth:`finish_reset`): returning a connection costs no round trip."""
-        conn.rollback()
-
     # reset_pending(conn): whether a ROLLBACK was sent on ``conn`` and its reply is not read
     # yet. Asked twice per checkout: a C attribute getter, no Python frame (every adapter's
-    # connection class has the flag, see rollback()).
+    # connection class has the flag, see ``rollback()``).
     reset_pending: Callable[[Any], bool] = operator.attrgetter("_postfork_reset_pending")
 
-    # finish_reset(conn): read the reply of the pending ROLLBACK (normally arrived long ago);
-    # raises the driver's error if the server failed it or went away. A C method caller too.
-    finish_reset: Callable[[Any], None] = operator.methodcaller("_postfork_finish_reset")
-
-    def close(self, conn: Any) -> None:
-        """Close cleanly (sends COM_QUIT): only for connections this process opened."""
-        conn.close()
-
-    def session_wait_timeout(self, conn: Any) -> float:
-        cursor = conn.cursor()
-        try:
-            cursor.execute("SELECT @@SESSION.wait_timeout")
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        return float(row[0])
-
-    def run_init_sql(self, conn: Any, statements: tuple[str, ...]) -> None:
-        cursor = conn.cursor()
-        try:
-            for statement in statements:
-                cursor.execute(statement)
-        finally:
-            cursor.close()
-
     def error_code(self, exc: BaseException) -> int | None:
-        """The MySQL error code of a driver error (both drivers put it in ``args[0]``)."""
+        """The MySQL error code of a driver error (every driver puts it in ``args[0]``)."""
         args = getattr(exc, "args", ())
         return args[0] if args and isinstance(args[0], int) else None
 
@@ -192,12 +177,103 @@ class Driver(abc.ABC):
         """
         point_fd_at_devnull(fd)
 
+    @abc.abstractmethod
     def discard_abandoned(self, conn: Any) -> None:
         """Release an abandoned connection's memory and fd; anything it sends goes to /dev/null."""
+
+    @abc.abstractmethod
+    def close_now(self, conn: Any) -> None:
+        """Close a connection this process opened, without waiting for anything (at exit,
+        with no event loop running): COM_QUIT where it can be sent at once, so the server
+        does not count the session aborted."""
+
+
+class Driver(DriverBase):
+    """A DB-API driver (mysqlclient, PyMySQL): its I/O blocks the calling thread."""
+
+    def connect(
+        self,
+        url: DatabaseURL,
+        *,
+        connect_timeout: float,
+        autocommit: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Open a connection. Driver errors propagate (the pool translates them)."""
+        conn = self.open(**self.connect_arguments(url, connect_timeout, autocommit, extra))
+        refused = self.plain_text_refused(url, conn)
+        if refused is not None:
+            self.close(conn)
+            raise refused
+        return conn
+
+    @abc.abstractmethod
+    def open(self, **kwargs: Any) -> Any:
+        """The driver's own connect call."""
+
+    def rollback(self, conn: Any) -> None:
+        """Roll back; with postfork's adapters the ROLLBACK is sent and its reply is read
+        later (see :meth:`finish_reset`): returning a connection costs no round trip."""
+        conn.rollback()
+
+    # finish_reset(conn): read the reply of the pending ROLLBACK (normally arrived long ago);
+    # raises the driver's error if the server failed it or went away. A C method caller.
+    finish_reset: Callable[[Any], None] = operator.methodcaller("_postfork_finish_reset")
+
+    def finish_reset_within(self, conn: Any, poller: Any, seconds: float) -> bool:
+        """Read the pending ROLLBACK's reply if it arrives within ``seconds`` (normally it is
+        there already); False if it did not. The driver's own read has no timeout, and a
+        server gone silent since would hold it forever."""
+        if not poller.poll(0) and not poller.poll(max(1, int(seconds * 1000))):
+            return False
+        self.finish_reset(conn)
+        return True
+
+    def close(self, conn: Any) -> None:
+        """Close cleanly (sends COM_QUIT): only for connections this process opened."""
+        conn.close()
+
+    def close_now(self, conn: Any) -> None:
+        self.close(conn)
+
+    def session_wait_timeout(self, conn: Any) -> float:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(WAIT_TIMEOUT_QUERY)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return float(row[0])
+
+    def run_init_sql(self, conn: Any, statements: tuple[str, ...]) -> None:
+        cursor = conn.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    def discard_abandoned(self, conn: Any) -> None:
         try:
             self.close(conn)
         except Exception as exc:  # the driver may complain about the fd it no longer owns
             log.debug("closing an abandoned %s connection raised %r (harmless)", self.name, exc)
+
+
+@contextlib.contextmanager
+def borrowed_socket(fd: int) -> Iterator[socket.socket | None]:
+    """A socket object on a duplicate of a driver's fd (None if it is gone): options set and a
+    shutdown done through it act on the driver's socket, and closing it closes only the copy,
+    so no fd number is ever freed under the driver."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        yield None
+        return
+    try:
+        yield sock
+    finally:
+        sock.close()
 
 
 def point_fd_at_devnull(fd: int) -> None:
@@ -215,7 +291,7 @@ def connect_timeout_seconds(timeout: float) -> int:
 
 
 def translate_connect_error(
-    driver: Driver, exc: BaseException, url: DatabaseURL, *, stage: str = "connect"
+    driver: DriverBase, exc: BaseException, url: DatabaseURL, *, stage: str = "connect"
 ) -> DatabaseUnavailable:
     """The one boundary where a driver's connect failure becomes postfork's error."""
     code = driver.error_code(exc)
@@ -231,7 +307,7 @@ def translate_connect_error(
     return DatabaseUnavailable(message, code=code)
 
 
-def describe_error(driver: Driver, exc: BaseException) -> str:
+def describe_error(driver: DriverBase, exc: BaseException) -> str:
     """A driver error in one line, "(code) server text", for logs and a member's reason."""
     code = driver.error_code(exc)
     return f"({code}) {_server_text(exc)}" if code else f"{type(exc).__name__}: {exc}"

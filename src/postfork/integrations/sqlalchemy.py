@@ -175,7 +175,8 @@ class PostforkPool(sa_pool.Pool):
 
     def status(self) -> str:
         idle, in_use = self.postfork_pool.counts()
-        return f"PostforkPool idle={idle} in_use={in_use} max_size={self.postfork_pool.max_size}"
+        size = self.postfork_pool.options.max_size
+        return f"PostforkPool idle={idle} in_use={in_use} max_size={size}"
 
     # -- postfork's install(), in a master -------------------------------------------------
 

@@ -20,8 +20,8 @@ import socket
 import threading
 import time
 
+from ..drivers.base import borrowed_socket
 from ..errors import ConfigError
-from .tcp import borrowed_socket
 
 # a ContextVar, not a threading.local: its get() is one C call, no exception when unset
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(

@@ -10,7 +10,9 @@ Events and their arguments:
 
 - ``connect(pool, slot)``: a new connection is open and set up (``init_sql`` ran), before it
   can be handed out; ``slot.connection``, ``slot.connection_id``, ``slot.connect_seconds``,
-  ``slot.info``. A listener that raises fails the connect (the connection is closed).
+  ``slot.info``. A listener that raises fails the connect (the connection is closed). On an
+  ``AsyncPool`` a connect listener may return an awaitable: the pool awaits it (an ORM sets
+  its session up there, with the connection's own I/O).
 - ``connect_failed(pool, error)``: opening one failed (``error`` is postfork's, chained)
 - ``checkout(pool, lease)``: a lease began; ``lease.wait_seconds``, ``lease.connect_seconds``
 - ``checkin(pool, lease)``: a lease ended, its connection returned or discarded;
@@ -21,6 +23,7 @@ Events and their arguments:
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -97,3 +100,11 @@ def _known(event: str) -> str:
 def fire(listeners: tuple[Listener, ...], *args: Any) -> None:
     for listener in listeners:
         listener(*args)
+
+
+async def afire(listeners: tuple[Listener, ...], *args: Any) -> None:
+    """``fire()`` for an asyncio pool: a listener's awaitable result is awaited."""
+    for listener in listeners:
+        result = listener(*args)
+        if inspect.isawaitable(result):
+            await result

@@ -1,15 +1,13 @@
-"""One checkout of one pooled connection (SQLAlchemy's ``_ConnectionFairy``)."""
+"""One checkout of one pooled connection (SQLAlchemy's ``_ConnectionFairy``): what a lease of
+either pool is and knows. Entering and leaving it is I/O, in the shells: ``Lease`` (``with``)
+in ``pool.py`` and ``AsyncLease`` (``async with``) in ``pool_async.py``."""
 
 from __future__ import annotations
 
-import time
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .deadline import WATCHDOG, current_deadline
-
 if TYPE_CHECKING:
-    from .pool import Pool
+    from .core import PoolCore
     from .slot import Slot
 
 
@@ -22,19 +20,21 @@ class _NotDBAPI:
         self.name = name
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
+        kind = (owner or type(instance)).__name__
+        opener = "async with" if kind.startswith("Async") else "with"
         raise AttributeError(
-            f"'Lease' object has no attribute {self.name!r}: a Lease is not a DB-API connection;"
-            " use 'with pool.connection() as conn:' (for SQLAlchemy: "
+            f"'{kind}' object has no attribute {self.name!r}: a {kind} is not a DB-API "
+            f"connection; use '{opener} pool.connection() as conn:' (for SQLAlchemy: "
             "poolclass=postfork.sqlalchemy.PostforkPool, not creator=pool.connection)"
         )
 
 
-class Lease:
-    """One checkout of one connection; use it as a context manager.
+class LeaseBase:
+    """One checkout of one connection.
 
-    After ``__enter__`` it tells what this checkout cost: ``wait_seconds`` blocked on a full
-    pool and ``connect_seconds`` spent opening a connection (0.0 when one was reused). When the
-    pool has checkout or checkin listeners, ``held_seconds`` says how long the block held it.
+    Once entered it tells what this checkout cost: ``wait_seconds`` blocked on a full pool and
+    ``connect_seconds`` spent opening a connection (0.0 when one was reused). When the pool has
+    checkout or checkin listeners, ``held_seconds`` says how long the block held it.
     """
 
     __slots__ = (
@@ -50,7 +50,7 @@ class Lease:
         "wait_seconds",
     )
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: PoolCore) -> None:
         self._pool = pool
         self._slot: Slot | None = None
         self._invalid = False
@@ -83,22 +83,6 @@ class Lease:
             raise RuntimeError("a Lease has a session only while it is held")
         return self._slot.info
 
-    def is_alive(self) -> bool:
-        """Whether the leased connection still works, without a round trip: open, and its
-        socket has nothing to read (an ORM's health check; a pending ROLLBACK reply is read)."""
-        slot = self._slot
-        if slot is None or slot.conn is None or self.inherited:
-            return False
-        driver = self._pool._driver
-        if not driver.is_open(slot.conn):
-            return False
-        if driver.reset_pending(slot.conn):
-            try:
-                driver.finish_reset(slot.conn)
-            except Exception:
-                return False
-        return not slot.server_spoke()
-
     @property
     def inherited(self) -> bool:
         """Held when this process was forked: the connection is its parent's (abandoned here,
@@ -109,59 +93,14 @@ class Lease:
     def invalidate(self, *, timed_out: bool = False) -> None:
         """Discard this connection on exit instead of returning it (e.g. after a read timeout).
         ``timed_out=True``: the server stopped answering (a read timed out), so the pool treats
-        it as silent (``Pool.note_silence``): its idle connections go too, and checkouts fail
+        it as silent (``note_silence``): its idle connections go too, and checkouts fail
         fast until a connect succeeds."""
         self._invalid = True
         self._timed_out = self._timed_out or timed_out
 
-    def __enter__(self) -> Any:
-        if self._slot is not None:
-            raise RuntimeError("a Lease can be entered only once at a time")
-        pool = self._pool
-        limit = current_deadline()
-        if limit is None:
-            self._slot, self.wait_seconds, self.connect_seconds = pool._checkout()
-        else:  # within postfork.deadline(): wait and connect within it, cut off past it
-            self._slot, self.wait_seconds, self.connect_seconds = pool._checkout(limit)
-            self._watch = WATCHDOG.watch(limit, self._slot.fd)
-        self.connection_id = self._slot.connection_id
-        if pool.events.on_lease:  # unused hooks cost this test and nothing else
-            self._checked_out_at = time.perf_counter()
-            try:
-                for listener in pool.events.checkout:  # fire(), inline: once per checkout
-                    listener(pool, self)
-            except BaseException as exc:
-                self.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-        return self._slot.conn
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        slot, self._slot = self._slot, None
-        if slot is None:
-            return
-        pool = self._pool
-        if self._watch:
-            if not WATCHDOG.unwatch(self._watch):  # the deadline cut it off: socket shut down
-                self._invalid = self._timed_out = True
-            self._watch = 0
-        listened = self._checked_out_at  # 0.0: nobody listened when it began
-        if listened:
-            self.held_seconds = time.perf_counter() - listened
-            self._checked_out_at = 0.0
-        if self._timed_out:
-            self._end_timed_out(slot, exc)
-        else:
-            pool._checkin(slot, exc, self._invalid)
-        if listened:
-            for listener in pool.events.checkin:
-                listener(pool, self)
-
-    def _end_timed_out(self, slot: Slot, exc: BaseException | None) -> None:
-        self._timed_out = False
-        self._pool._checkin(slot, exc, True)
-        self._pool.note_silence(drop_idle=True)
+    def _usable_slot(self) -> Slot | None:
+        """The held slot if its connection may be used (``is_alive`` goes on from here)."""
+        slot = self._slot
+        if slot is None or slot.conn is None or self.inherited:
+            return None
+        return slot if self._pool._driver.is_open(slot.conn) else None

@@ -1,6 +1,7 @@
 """Every pool option, defined once: its default, what it accepts and the message when it does
-not. ``Pool(**options)``, the SQLAlchemy pool class and the Django backend's ``OPTIONS`` all
-go through :class:`PoolOptions`."""
+not. ``Pool(**options)``, ``AsyncPool(**options)``, the SQLAlchemy pool classes and the Django
+backend's ``OPTIONS`` all go through :class:`PoolOptions`; a pool reads its settings from the
+one object :meth:`PoolOptions.resolved` gives, never from copies."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from ..url import DatabaseURL
 from ..validate import FRACTION, NON_NEGATIVE_NUMBER, POSITIVE_SECONDS
 
 DEFAULT_CHECKOUT_TIMEOUT = 5.0
@@ -49,6 +51,16 @@ class PoolOptions:
             raise ConfigError(f"connect_args must be a mapping, got {self.connect_args!r}")
         object.__setattr__(self, "connect_args", dict(self.connect_args))
 
+    def resolved(self, url: DatabaseURL) -> ResolvedOptions:
+        """These options with every default filled in for ``url``: ``connect_timeout`` from the
+        URL (else 5 s), ``max_lifetime`` 30 minutes."""
+        values = {name: getattr(self, name) for name in self.names()}
+        values["connect_timeout"] = float(
+            self.connect_timeout or url.options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        )
+        values["max_lifetime"] = float(self.max_lifetime or DEFAULT_MAX_LIFETIME)
+        return ResolvedOptions(**values)
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(field.name for field in dataclasses.fields(cls))
@@ -63,6 +75,14 @@ class PoolOptions:
                 f"unknown {where}: {', '.join(unknown)}; known: {', '.join(cls.names())}"
             )
         return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedOptions(PoolOptions):
+    """A pool's options with every default filled in for its URL: what the pool reads."""
+
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_lifetime: float = DEFAULT_MAX_LIFETIME
 
 
 def _check_sizes(min_idle: object, max_size: object) -> None:

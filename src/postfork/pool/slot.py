@@ -13,7 +13,8 @@ import select
 from collections.abc import Callable
 from typing import Any
 
-from ..drivers import point_fd_at_devnull
+from ..drivers import DriverBase, point_fd_at_devnull
+from ..drivers.base import POLL_DEAD
 from .state import (
     LIVE_SLOT_STATES,
     SLOT_TRANSITIONS,
@@ -23,11 +24,13 @@ from .state import (
     transition,
 )
 
-_POLL_DEAD = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
-
 
 def _unknown_transaction_state() -> bool:
     return True  # not connected yet: a rollback is always the safe answer
+
+
+def _not_connected() -> bool:
+    return True  # a slot without a connection is never handed out as a live one
 
 
 class Slot:
@@ -48,6 +51,7 @@ class Slot:
         "leased_at",
         "owner_pid",
         "poller",
+        "spoke",
         "state",
         "warming",
     )
@@ -67,6 +71,7 @@ class Slot:
         self.leak_reported = False
         self.discard_reason: DiscardReason | None = None
         self.poller: Any = None
+        self.spoke: Callable[[], Any] = _not_connected
         self.in_transaction: Callable[[], bool] = _unknown_transaction_state
         self.warming = False  # reserved by warm(): will be idle once connected
 
@@ -83,18 +88,18 @@ class Slot:
         except KeyError:
             transition(_table, self.state, event, "slot")  # raises StateError naming it
 
-    def attach(
-        self, conn: Any, fd: int, connection_id: int, in_transaction: Callable[[], bool]
-    ) -> None:
-        self.conn, self.fd, self.connection_id = conn, fd, connection_id
-        self.in_transaction = in_transaction
+    def attach(self, conn: Any, fd: int, driver: DriverBase) -> None:
+        """The new session's connection, and the probes built once for it."""
+        self.conn, self.fd, self.connection_id = conn, fd, driver.connection_id(conn)
+        self.in_transaction = driver.transaction_probe(conn)
         self.poller = select.poll()
-        self.poller.register(fd, _POLL_DEAD)
+        self.poller.register(fd, POLL_DEAD)
+        self.spoke = driver.liveness_probe(conn, self.poller)
 
     def server_spoke(self) -> bool:
-        """Zero-round-trip liveness: an idle session's socket is readable only if the server
-        closed it or sent an error (KILL, shutdown, timeout)."""
-        return bool(self.poller.poll(0))
+        """Zero-round-trip liveness: an idle session's server closed it or sent an error
+        (KILL, shutdown, timeout); see ``DriverBase.liveness_probe``."""
+        return bool(self.spoke())
 
     def __del__(
         self,

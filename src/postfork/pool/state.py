@@ -68,6 +68,7 @@ class PoolEvent(enum.Enum):
     ENTER_MASTER = "enter_master"  # install() found it runs in a master (or gunicorn's pre_fork)
     FORK = "fork"  # this process is a new child: it serves for itself
     CLOSE = "close"
+    OPEN = "open"  # AsyncPool.open(): serves again after close() (an ASGI app's next lifespan)
 
 
 M, P = PoolMode, PoolEvent
@@ -81,6 +82,9 @@ POOL_TRANSITIONS: dict[tuple[PoolMode, PoolEvent], PoolMode] = {
     (M.SERVING, P.CLOSE): M.CLOSED,
     (M.MASTER, P.CLOSE): M.CLOSED,
     (M.CLOSED, P.CLOSE): M.CLOSED,
+    (M.SERVING, P.OPEN): M.SERVING,
+    (M.MASTER, P.OPEN): M.MASTER,
+    (M.CLOSED, P.OPEN): M.SERVING,
 }
 del M, P
 

@@ -9,28 +9,11 @@ whose sent data stays unacknowledged that long. Unix sockets have no peer to los
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
-from collections.abc import Iterator
+
+from ..drivers.base import borrowed_socket
 
 KEEPALIVE_PROBES = 3
-
-
-@contextlib.contextmanager
-def borrowed_socket(fd: int) -> Iterator[socket.socket | None]:
-    """A socket object on a duplicate of a driver's fd (None if it is gone): options set and a
-    shutdown done through it act on the driver's socket, and closing it closes only the copy,
-    so no fd number is ever freed under the driver."""
-    try:
-        sock = socket.socket(fileno=os.dup(fd))
-    except OSError:
-        yield None
-        return
-    try:
-        yield sock
-    finally:
-        sock.close()
 
 
 def detect_dead_peers(fd: int, seconds: float) -> bool:

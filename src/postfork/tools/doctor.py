@@ -26,8 +26,8 @@ def run(url: DatabaseURL, origin: str, driver: str, say: Say) -> bool:
     say(f"driver     {driver}")
     say(f"server     {version}; wait_timeout={wait_timeout}s; max_connections={max_connections}")
     say(f"connect    first {costs[0]:.2f} ms, then median {statistics.median(costs[1:]):.2f} ms")
-    longest = lifetime.ceiling(pool.max_lifetime, float(wait_timeout))
-    jitter = pool.lifetime_jitter
+    longest = lifetime.ceiling(pool.options.max_lifetime, float(wait_timeout))
+    jitter = pool.options.lifetime_jitter
     say(
         f"lifetime   connections retire after at most {longest:.0f}s "
         f"(minus up to {jitter:.0%} jitter)"

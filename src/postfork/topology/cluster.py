@@ -304,7 +304,7 @@ class Cluster:
 
     @property
     def min_idle(self) -> int:
-        return sum(member.pool.min_idle for member in self.members)
+        return sum(member.pool.options.min_idle for member in self.members)
 
     @property
     def closed(self) -> bool:

@@ -62,7 +62,7 @@ class Member:
         so its verdict stands until the next check."""
         before = self.verdict
         idle, in_use = self.pool.counts()
-        busy = not idle and in_use >= self.pool.max_size
+        busy = not idle and in_use >= self.pool.options.max_size
         seconds = timeout if idle else timeout + math.ceil(timeout)
         try:
             with deadline(seconds), self.pool.connection() as conn:
