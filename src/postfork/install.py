@@ -4,23 +4,31 @@ In a master (uWSGI with ``lazy-apps`` off, gunicorn with ``preload_app``) the dr
 initialised and the pool keeps no connection, so workers inherit none; each worker warms right
 after its fork. Where the app is loaded inside the worker (``lazy-apps``, no ``preload_app``) or
 no server forks at all, the pool warms at install time.
+
+An :class:`~postfork.AsyncPool` warms in its event loop, which exists only once the worker
+runs its ASGI lifespan (``postfork.asgi``): ``install()`` does the master's part (the driver
+initialised, no connection kept) and :meth:`Installation.warm_async` the worker's. Both warm
+through one code path (:meth:`Installation._warm`, a coroutine the thread pool drives to its
+end without a loop: nothing in it suspends for a thread pool).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import json
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from . import environment, fork
 from .errors import ConfigError, Error
-from .pool import Pool
+from .pool import AsyncPool, Pool
 from .servers import Role, detect
 from .servers import uwsgi as uwsgi_server
 from .topology import Cluster
@@ -30,7 +38,8 @@ log = logging.getLogger("postfork.install")
 
 DEFAULT_WARMUP_TIMEOUT = 10.0
 F = TypeVar("F", bound=Callable[[], object])
-Installable = Pool | Cluster  # one pool, or one per member of a topology
+Installable = Pool | Cluster | AsyncPool  # one pool, one per member of a topology, or asyncio's
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,24 +121,40 @@ class Installation:
         self.upkeep = True  # maintain() after responses and on a timer in each worker
         self.settings: dict[str, Any] = {}  # install()'s options, to install a recreated pool
 
+    @property
+    def asynchronous(self) -> bool:
+        """An AsyncPool: it warms in its loop (``warm_async``), not after fork."""
+        return isinstance(self.pool, AsyncPool)
+
     def after_fork(self) -> None:
         self.server, self.role = detect()
-        if not self.pool.closed:
-            self.warm_now()
-            if self.upkeep:
-                upkeep.start_timer()
+        if self.pool.closed or self.asynchronous:
+            return  # an AsyncPool warms when the worker's loop runs the app's lifespan
+        self.warm_now()
+        if self.upkeep:
+            upkeep.start_timer()
 
     def warm_now(self) -> bool:
         """Open the pool's connections and run the warm-up; never raises (a worker that cannot
         reach the database must still start, report not-ready and answer 503)."""
+        if self.asynchronous:
+            raise TypeError("an AsyncPool warms in its loop: await installation.warm_async()")
+        return _run_to_end(self._warm())
+
+    async def warm_async(self) -> bool:
+        """``warm_now()`` for an AsyncPool, in its loop (the ASGI lifespan's start-up); never
+        raises either."""
+        return await self._warm()
+
+    async def _warm(self) -> bool:
         started_at, started = time.time(), time.perf_counter()
         try:
-            opened = self.pool.warm()
+            opened = await _result(self.pool.warm())
         except Error as exc:
             self._report(started_at, 0, time.perf_counter() - started, 0.0, str(exc))
             return False
         connected = time.perf_counter()
-        self._run_warmup()
+        await self._run_warmup()
         done = time.perf_counter()
         self._report(started_at, opened, connected - started, done - connected, None)
         self.warm_pid = os.getpid()
@@ -158,9 +183,18 @@ class Installation:
             except Exception:
                 log.exception("warm-up listener %r failed", listener)
 
-    def _run_warmup(self) -> None:
-        """Run the warm-up callback with a time bound; a failure is logged, never raised."""
+    async def _run_warmup(self) -> None:
+        """Run the warm-up callback with a time bound; a failure is logged, never raised. A
+        coroutine function is awaited in the pool's loop; anything else runs in a thread."""
         if self.warmup is None:
+            return
+        if inspect.iscoroutinefunction(self.warmup):
+            try:
+                await asyncio.wait_for(self.warmup(), self.warmup_timeout)
+            except TimeoutError:
+                log.warning("warm-up took over %gs: cut off; serving anyway", self.warmup_timeout)
+            except Exception as exc:
+                log.warning("warm-up failed (the worker serves anyway): %r", exc)
             return
         failure: list[BaseException] = []
         thread = threading.Thread(
@@ -188,8 +222,30 @@ class Installation:
         warm now."""
         return self.pool.ready_now() or self.warm_now()
 
+    async def ready_async(self) -> bool:
+        """``ready()`` for an AsyncPool."""
+        return self.pool.ready_now() or await self.warm_async()
+
     def __repr__(self) -> str:
         return f"<Installation {self.server} {self.role.value} warm={self.warm} pool={self.pool!r}>"
+
+
+def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends (a thread pool's warm-up), without a
+    loop: one ``send`` runs it to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a thread pool's warm-up suspended: it needs no event loop")
+
+
+async def _result(value: T | Coroutine[Any, Any, T]) -> T:
+    """``value``, awaited if the pool's call was a coroutine (an AsyncPool's)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 def _capture(func: Callable[[], object], failure: list[BaseException]) -> None:
@@ -220,7 +276,10 @@ def install(
 
     ``target`` is a :class:`Pool`, a :class:`~postfork.Cluster` (every member's pool warms, and
     the members are checked once, before the first request), or what carries one: a SQLAlchemy
-    engine on ``postfork.sqlalchemy.PostforkPool`` (its ``pool.postfork_pool``).
+    engine on ``postfork.sqlalchemy.PostforkPool`` (its ``pool.postfork_pool``). An
+    :class:`~postfork.AsyncPool` (or an async engine on postfork's pool) is installed the same
+    way, and warms when its loop runs: ``postfork.asgi`` awaits ``warm_async()`` in the app's
+    lifespan (``warmup`` may then be a coroutine function, awaited in that loop).
 
     ``warmup`` runs after the connections are open (e.g. one synthetic request through the
     app), bounded by ``warmup_timeout``. ``preload`` initialises the driver in this process so
@@ -255,14 +314,15 @@ def install(
         pool.preload()
     _installations[pool] = installation
     fork.add_listener(installation)
-    upkeep.add(pool)
+    if not isinstance(pool, AsyncPool):  # an AsyncPool's upkeep is its own refill task
+        upkeep.add(pool)
     if installation.role is Role.MASTER:
         fork.freeze_gc_in_children(freeze_gc if freeze_gc is not None else environment.freeze_gc())
         uwsgi_server.warn_about_recycling_once()
         _set_up_in_master(master_setup)
         fork.before_workers_fork()  # ORMs give back what they hold: closed just below
         _enter_master(installation, accelerate_respawns)
-    else:
+    elif not installation.asynchronous:
         installation.warm_now()
         if upkeep_timer:
             upkeep.start_timer()
@@ -277,19 +337,27 @@ def _resolve(
     target: Any, master_setup: Callable[[], object] | None
 ) -> tuple[Installable, Callable[[], object] | None]:
     """The pool to install, and what must run in a master before it keeps no connection."""
-    if isinstance(target, Pool):
+    if isinstance(target, Pool | AsyncPool):
         return target, master_setup
     if isinstance(target, Cluster):
         return target, master_setup or (target.run_master_setups if target.master_setups else None)
-    holder = target if hasattr(target, "postfork_pool") else getattr(target, "pool", None)
+    engine = getattr(target, "sync_engine", target)  # SQLAlchemy's AsyncEngine runs a sync one
+    holder = engine if hasattr(engine, "postfork_pool") else getattr(engine, "pool", None)
     pool = getattr(holder, "postfork_pool", None)
+    if isinstance(pool, AsyncPool):  # its first connect runs in the worker's loop
+        return pool, master_setup
     if not isinstance(pool, Pool):
+        maker, pool_class = (
+            ("create_async_engine", "AsyncPostforkPool")
+            if engine is not target
+            else ("create_engine", "PostforkPool")
+        )
         raise ConfigError(
-            f"install() takes a postfork.Pool or an engine on postfork's pool, not "
-            f"{type(target).__name__}"
+            f"install() takes a postfork.Pool, a postfork.AsyncPool or an engine on postfork's "
+            f"pool, not {type(target).__name__}"
             + (
                 f" with {type(holder).__name__}: create the engine with "
-                "poolclass=postfork.sqlalchemy.PostforkPool"
+                f"postfork.sqlalchemy.{maker}() (or poolclass=postfork.sqlalchemy.{pool_class})"
                 if holder is not None
                 else ""
             )

@@ -3,8 +3,13 @@
     engine = create_engine(url, poolclass=postfork.sqlalchemy.PostforkPool, pool_size=2)
     postfork.install(engine)
 
-or in one call, ``postfork.sqlalchemy.create_engine(url, pool_size=2)``. A primary with
-replicas (or Galera nodes)::
+or in one call, ``postfork.sqlalchemy.create_engine(url, pool_size=2)``. The async engine
+(asyncmy, aiomysql), warm in the app's lifespan::
+
+    engine = postfork.sqlalchemy.create_async_engine("mysql+asyncmy://...", pool_size=2)
+    app = FastAPI(lifespan=postfork.asgi.lifespan(engine))
+
+A primary with replicas (or Galera nodes)::
 
     engines = postfork.sqlalchemy.create_cluster_engines(primary_url, [replica_url, ...])
     Session = sessionmaker(class_=postfork.sqlalchemy.RoutingSession, postfork_engines=engines)
@@ -14,8 +19,10 @@ from .errors import MissingExtra
 
 try:
     from .integrations.sqlalchemy import (
+        AsyncPostforkPool,
         PoolTimeoutError,
         PostforkPool,
+        create_async_engine,
         create_engine,
         engine_url,
         install,
@@ -31,10 +38,12 @@ except ImportError as exc:  # pragma: no cover - exercised by the missing-extras
     raise
 
 __all__ = [
+    "AsyncPostforkPool",
     "ClusterEngines",
     "PoolTimeoutError",
     "PostforkPool",
     "RoutingSession",
+    "create_async_engine",
     "create_cluster_engines",
     "create_engine",
     "engine_url",

@@ -13,6 +13,7 @@ import pytest
 
 import postfork
 from postfork import AsyncPool, DatabaseUnavailable, DatabaseURL
+from postfork.tools.embedded import EmbeddedMariaDB
 
 from .conftest import admin_query
 
@@ -222,3 +223,39 @@ def test_a_server_that_never_greets_costs_connect_timeout_then_fails_fast(
         assert time.monotonic() - started < 0.5
 
     run(scenario)
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[EmbeddedMariaDB]:
+    """A private server: its Aborted_clients counts this module's connections alone."""
+    with EmbeddedMariaDB() as server:
+        yield server
+
+
+def aborted_clients(server: EmbeddedMariaDB) -> int:
+    return int(server.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")[0][1])
+
+
+def test_closing_says_goodbye_on_every_connection_also_with_a_rollback_reply_unread(
+    own_server: EmbeddedMariaDB, async_driver: str
+) -> None:
+    """A connection returned with its ROLLBACK's reply unread was closed without COM_QUIT
+    (the reply in the buffer read as "the server spoke"): one aborted client per worker exit
+    of an app on SQLAlchemy, whose every return rolls back."""
+
+    async def scenario() -> None:
+        pool = AsyncPool(own_server.url, driver=async_driver, min_idle=2, max_size=3)
+        async with pool:
+            lease = pool.connection()
+            await lease.__aenter__()  # still leased when the pool closes
+            # returned with a rollback on its way:
+            async with pool.connection() as pending, pending.cursor() as cursor:
+                await cursor.execute("BEGIN")
+            assert pool._driver.reset_pending(pending)
+            await asyncio.sleep(0.05)  # the loop reads the reply into the driver's buffer
+        await lease.__aexit__(None, None, None)  # closed as it comes back
+
+    before = aborted_clients(own_server)
+    run(scenario)
+    time.sleep(0.2)  # the server notes a session's end as it reads it
+    assert aborted_clients(own_server) == before

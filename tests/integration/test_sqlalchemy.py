@@ -194,6 +194,8 @@ def test_dispose_closes_this_process_sessions_and_keeps_the_engine_installed(
     assert engine.pool.postfork_pool.stats()["idle"] == 1  # the new pool is installed: warm
     with engine.connect() as conn:
         assert conn.execute(text("SELECT CONNECTION_ID()")).scalar() != before
+    engine.dispose()  # a recreated pool recreates again (it once got _dispatch twice)
+    assert engine.pool.postfork_pool.stats()["idle"] == 1
 
 
 def test_threads_get_a_connection_each_and_never_share_one(database_url: DatabaseURL) -> None:
@@ -221,7 +223,7 @@ def test_threads_get_a_connection_each_and_never_share_one(database_url: Databas
 
 
 def test_an_unsupported_database_is_refused_with_the_fix() -> None:
-    with pytest.raises(postfork.ConfigError, match="serves MySQL and MariaDB engines"):
+    with pytest.raises(postfork.ConfigError, match="serve MySQL and MariaDB engines"):
         sqlalchemy.create_engine("sqlite://", poolclass=PostforkPool)
 
 

@@ -128,7 +128,8 @@ class AsyncDriver(DriverBase):
     async def close(self, conn: Any) -> None:
         """Close cleanly without suspending: a cancellation cannot cut it in half."""
         transport = self.transport(conn)
-        if transport is not None and not transport.is_closing() and not self.unread(conn):
+        if transport is not None and not transport.is_closing():
+            # also with a reply unread (a ROLLBACK's): the server reads COM_QUIT after it
             transport.write(COM_QUIT_PACKET)  # flushed before the transport closes
         conn.close()
 
@@ -140,7 +141,7 @@ class AsyncDriver(DriverBase):
         if transport is None or transport.is_closing():
             return
         fd = self.fileno(conn)
-        if not self.encrypted(conn) and not self.unread(conn):
+        if not self.encrypted(conn):
             with contextlib.suppress(OSError):
                 os.write(fd, COM_QUIT_PACKET)
         with borrowed_socket(fd) as sock, contextlib.suppress(OSError):

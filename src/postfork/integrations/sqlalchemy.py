@@ -1,4 +1,6 @@
-"""SQLAlchemy on postfork's pool: ``create_engine(url, poolclass=PostforkPool, ...)``.
+"""SQLAlchemy on postfork's pool: ``create_engine(url, poolclass=PostforkPool, ...)``, and
+the async engine on postfork's asyncio pool: ``create_async_engine(url,
+poolclass=AsyncPostforkPool, ...)``.
 
 Every guarantee of the pool holds for an engine: connections inherited across fork are
 abandoned without a byte sent (also when SQLAlchemy or the garbage collector closes them in
@@ -12,10 +14,16 @@ How it maps: each server session of the postfork pool carries one SQLAlchemy con
 (in the session's ``info``), made when postfork opens the connection, so SQLAlchemy's
 ``connect`` events (the dialect's session set-up, your listeners) run once per session, during
 the worker's warm-up, never on a request; a checkout is a postfork lease.
+
+The async engine runs the same pool class in SQLAlchemy's greenlet: a checkout awaits the
+:class:`~postfork.AsyncPool`'s lease (``await_``), and a new session's record, whose connect
+events do I/O, is made in a greenlet of its own while the asyncio pool connects (its connect
+listener returns an awaitable): in the app's lifespan, before the first request.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import threading
@@ -26,11 +34,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import pool as sa_pool
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool.base import _ConnectionRecord
+from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
 
 from ..errors import ConfigError, DatabaseUnavailable, PoolTimeout
 from ..install import Installation, installation_of
 from ..install import install as install_pool
-from ..pool import DiscardReason, Pool, Slot
+from ..pool import AsyncLease, AsyncPool, DiscardReason, Pool, Slot
 from ..pool.options import DEFAULT_DEAD_PEER_TIMEOUT
 from ..url import DatabaseURL, parse_url
 
@@ -38,6 +47,13 @@ log = logging.getLogger("postfork.sqlalchemy")
 
 RECORD = "sqlalchemy.record"  # the key of a session's SQLAlchemy record in Slot.info
 DRIVERS = {"mysqldb": "mysqlclient", "pymysql": "pymysql"}  # SQLAlchemy's name: postfork's
+ASYNC_DRIVERS = {"asyncmy": "asyncmy", "aiomysql": "aiomysql"}
+_SCHEMES = {
+    "mysqlclient": "mysql+mysqldb",
+    "pymysql": "mysql+pymysql",
+    "asyncmy": "mysql+asyncmy",
+    "aiomysql": "mysql+aiomysql",
+}
 _URL_KEYS = {  # SQLAlchemy's connect arguments that postfork's URL also knows (for messages)
     "host": "host",
     "port": "port",
@@ -59,6 +75,10 @@ class PostforkPool(sa_pool.Pool):
     ``max_size``, ``pool_timeout`` is ``checkout_timeout``, ``pool_recycle`` is
     ``max_lifetime``; ``pool_pre_ping`` is not needed (liveness costs no round trip) and is
     ignored. postfork's own options pass through ``create_engine`` by name."""
+
+    _drivers = DRIVERS
+    _postfork_class: type[Pool] | type[AsyncPool] = Pool
+    _maker = "create_engine"
 
     def __init__(  # no "*": SQLAlchemy's create_engine passes only arguments it can see by name
         self,
@@ -100,10 +120,11 @@ class PostforkPool(sa_pool.Pool):
             "init_sql": tuple(init_sql),
             "dead_peer_timeout": dead_peer_timeout,
         }
-        self._base_args = base
+        # recreate() passes the dispatch on itself: a recreated pool must not keep it twice
+        self._base_args = {key: value for key, value in base.items() if key != "_dispatch"}
         self._sa_creator = creator
-        url, driver, connect_args = _connection_settings(creator, dialect)
-        self.postfork_pool = Pool(
+        url, driver, connect_args = _connection_settings(creator, dialect, self._drivers)
+        self.postfork_pool = self._postfork_class(
             url,
             driver=driver,
             min_idle=min_idle,
@@ -127,7 +148,7 @@ class PostforkPool(sa_pool.Pool):
     def _do_get(self) -> Any:
         lease = self.postfork_pool.connection()
         try:
-            lease.__enter__()
+            self._enter(lease)
         except PoolTimeout as exc:
             raise PoolTimeoutError(str(exc), pool_repr=exc.pool_repr, **exc.facts()) from exc
         except DatabaseUnavailable as exc:
@@ -146,6 +167,12 @@ class PostforkPool(sa_pool.Pool):
             return  # detached, or returned twice
         if record.dbapi_connection is None or record._soft_invalidate_time > record.starttime:
             lease.invalidate()  # SQLAlchemy invalidated it: the session ends with it
+        self._exit(lease)
+
+    def _enter(self, lease: Any) -> None:
+        lease.__enter__()
+
+    def _exit(self, lease: Any) -> None:
         lease.__exit__(None, None, None)
 
     def _invalidate(self, connection: Any, exception: Any = None, _checkin: bool = True) -> None:
@@ -198,14 +225,17 @@ class PostforkPool(sa_pool.Pool):
             )
         return conn
 
-    def _record_new_session(self, pool: Pool, slot: Slot) -> None:
+    def _record_new_session(self, pool: Pool, slot: Slot) -> Any:
+        self._refuse_do_connect()
+        self._make_record(slot.info, slot.connection)
+
+    def _refuse_do_connect(self) -> None:
         dispatch = getattr(self._dialect, "dispatch", None)
         if dispatch is not None and dispatch.do_connect:  # checked per connect, not checkout
             raise ConfigError(
-                "PostforkPool opens connections itself and does not run DialectEvents."
-                "do_connect listeners; give connect_args= to create_engine instead"
+                f"{type(self).__name__} opens connections itself and does not run "
+                f"DialectEvents.do_connect listeners; give connect_args= to {self._maker} instead"
             )
-        self._make_record(slot.info, slot.connection)
 
     def _make_record(self, info: dict[str, Any], conn: Any) -> Any:
         """SQLAlchemy's record for a new server session: its connect events run now."""
@@ -227,21 +257,19 @@ class PostforkPool(sa_pool.Pool):
 
 
 def _connection_settings(
-    creator: Callable[..., Any], dialect: Any
+    creator: Callable[..., Any], dialect: Any, drivers: dict[str, str]
 ) -> tuple[DatabaseURL, str, dict[str, Any]]:
     """The engine's URL for postfork (messages, driver) and the connect arguments the dialect
     computed (mysqldb's FOUND_ROWS client flag, charset, TLS, your connect_args)."""
     if dialect is None or getattr(dialect, "name", "") not in ("mysql", "mariadb"):
         raise ConfigError(
-            "PostforkPool serves MySQL and MariaDB engines (mysql+mysqldb:// or "
-            f"mysql+pymysql://), not {getattr(dialect, 'name', 'this dialect')!r}"
+            "postfork's pools serve MySQL and MariaDB engines (mysql+mysqldb://, "
+            "mysql+pymysql://, mysql+asyncmy://, mysql+aiomysql://), not "
+            f"{getattr(dialect, 'name', 'this dialect')!r}"
         )
-    driver = DRIVERS.get(dialect.driver)
+    driver = drivers.get(dialect.driver)
     if driver is None:
-        raise ConfigError(
-            f"PostforkPool supports the mysqldb (mysqlclient) and pymysql drivers, not "
-            f"{dialect.driver!r}: use mysql+mysqldb:// or mysql+pymysql://"
-        )
+        raise ConfigError(_wrong_pool_class(dialect.driver, drivers))
     captured = inspect.getclosurevars(creator).nonlocals
     if not {"cargs_tup", "cparams"} <= captured.keys() or captured["cargs_tup"]:
         raise ConfigError(
@@ -250,6 +278,23 @@ def _connection_settings(
         )
     connect_args = dict(captured["cparams"])
     return _url_of(connect_args, driver), driver, connect_args
+
+
+def _wrong_pool_class(driver: str, drivers: dict[str, str]) -> str:
+    """What to use instead, for a driver this pool class does not serve."""
+    if driver in ASYNC_DRIVERS:
+        return (
+            f"{driver} is an asyncio driver: make the engine with "
+            "postfork.sqlalchemy.create_async_engine() (or sqlalchemy.ext.asyncio."
+            "create_async_engine(..., poolclass=postfork.sqlalchemy.AsyncPostforkPool))"
+        )
+    if driver in DRIVERS:
+        return (
+            f"{driver} is not an asyncio driver: make the engine with "
+            "postfork.sqlalchemy.create_engine() (poolclass=postfork.sqlalchemy.PostforkPool)"
+        )
+    known = ", ".join(f"mysql+{name}://" for name in drivers)
+    return f"postfork's pool does not support the {driver!r} driver: use {known}"
 
 
 def _url_of(connect_args: dict[str, Any], driver: str) -> DatabaseURL:
@@ -275,7 +320,7 @@ def engine_url(url: str | DatabaseURL, driver: str | None = None) -> URL:
     driver = driver or parsed.driver or "mysqlclient"
     query = {k: str(v) for k, v in parsed.options.items() if k in _ENGINE_URL_OPTIONS}
     return URL.create(
-        "mysql+mysqldb" if driver == "mysqlclient" else "mysql+pymysql",
+        _SCHEMES[driver],
         username=parsed.user,
         password=parsed.password or None,
         host=None if parsed.unix_socket else parsed.host,
@@ -288,13 +333,15 @@ def engine_url(url: str | DatabaseURL, driver: str | None = None) -> URL:
 _ENGINE_URL_OPTIONS = ("unix_socket", "charset", "connect_timeout", "read_timeout", "write_timeout")
 
 
-def install(engine: Engine, **options: Any) -> Installation:
-    """``postfork.install()`` for an engine on :class:`PostforkPool` (the same options)."""
-    pool = engine.pool
+def install(engine: Any, **options: Any) -> Installation:
+    """``postfork.install()`` for an engine on :class:`PostforkPool`, or an async engine on
+    :class:`AsyncPostforkPool` (the same options)."""
+    pool = getattr(engine, "sync_engine", engine).pool  # an AsyncEngine runs a sync one
     if not isinstance(pool, PostforkPool):
+        cls = AsyncPostforkPool if hasattr(engine, "sync_engine") else PostforkPool
         raise ConfigError(
             f"this engine uses {type(pool).__name__}, not postfork: create it with "
-            "poolclass=postfork.sqlalchemy.PostforkPool (or postfork.sqlalchemy.create_engine)"
+            f"postfork.sqlalchemy.{cls._maker}() (or poolclass=postfork.sqlalchemy.{cls.__name__})"
         )
     return install_pool(pool, **options)
 
@@ -311,6 +358,66 @@ def create_engine(url: Any, *, install: bool = True, **kwargs: Any) -> Engine:
         raise ConfigError("postfork.sqlalchemy.create_engine() sets poolclass itself")
     kwargs["poolclass"] = PostforkPool
     engine = sqlalchemy.create_engine(url, **kwargs)
+    if install:
+        _install_engine(engine)
+    return engine
+
+
+class AsyncPostforkPool(PostforkPool):
+    """:class:`PostforkPool` for SQLAlchemy's async engine (``mysql+asyncmy://``,
+    ``mysql+aiomysql://``), backed by :class:`postfork.AsyncPool`: the same arguments, the same
+    guarantees. Warm it in the app's lifespan (``postfork.asgi``)."""
+
+    _drivers = ASYNC_DRIVERS
+    _postfork_class = AsyncPool
+    _maker = "create_async_engine"
+
+    def _enter(self, lease: Any) -> None:
+        await_(lease.__aenter__())
+
+    def _exit(self, lease: AsyncLease) -> None:
+        if in_greenlet():
+            await_(lease.__aexit__(None, None, None))
+        else:  # collected outside any greenlet (never returned): discarded, not awaited
+            lease.discard_now()
+
+    def _record_new_session(self, pool: Pool, slot: Slot) -> Any:
+        """The record's connect events do I/O through SQLAlchemy's adapted connection: they
+        run in a greenlet of their own, awaited by the asyncio pool before it hands the
+        connection out."""
+        self._refuse_do_connect()
+        dialect: Any = self._dialect
+        adapted = self._adapted_class(dialect.loaded_dbapi, slot.connection)
+        return greenlet_spawn(self._make_record, slot.info, adapted)
+
+    @property
+    def _adapted_class(self) -> Any:
+        """SQLAlchemy's adapter of this driver's connections (``AsyncAdapt_*_connection``)."""
+        dialect: Any = self._dialect
+        module = importlib.import_module(type(dialect).__module__)
+        return getattr(module, f"AsyncAdapt_{dialect.driver}_connection")
+
+    def dispose(self) -> None:
+        """Close this process's idle connections (in the engine's greenlet)."""
+        pool = self.postfork_pool
+        assert isinstance(pool, AsyncPool)
+        await_(pool.close())
+
+    def status(self) -> str:
+        return "Async" + super().status()
+
+
+def create_async_engine(url: Any, *, install: bool = True, **kwargs: Any) -> Any:
+    """``sqlalchemy.ext.asyncio.create_async_engine(url, poolclass=AsyncPostforkPool,
+    **kwargs)``, installed unless ``install=False``: in a forking server's master nothing is
+    kept for the workers to inherit; each worker warms it in the app's lifespan
+    (``postfork.asgi.lifespan(engine)``)."""
+    from sqlalchemy.ext.asyncio import create_async_engine as create
+
+    if "poolclass" in kwargs and kwargs["poolclass"] is not AsyncPostforkPool:
+        raise ConfigError("postfork.sqlalchemy.create_async_engine() sets poolclass itself")
+    kwargs["poolclass"] = AsyncPostforkPool
+    engine = create(url, **kwargs)
     if install:
         _install_engine(engine)
     return engine

@@ -382,6 +382,7 @@ class Lease(LeaseBase):
             for listener in pool.events.checkin:
                 listener(pool, self)
 
+
     def is_alive(self) -> bool:
         """Whether the leased connection still works, without a round trip: open, and nothing
         waiting from the server (an ORM's health check; a pending ROLLBACK reply is read)."""

@@ -390,6 +390,14 @@ class AsyncPool(PoolCore):
     def _forget_process(self) -> None:
         self._loop, self._refills = None, None  # the parent's loop and task stay there
 
+    def _discard_now(self, slot: Slot) -> None:
+        """A leased slot discarded without the loop (see ``AsyncLease.discard_now``)."""
+        if slot.generation != self._generation and self._inherited(slot):
+            return
+        with self._lock:
+            self._mark_discarded(slot, DiscardReason.ERROR)
+        self._close_now([slot])
+
     def _start_refills(self) -> None:
         if self._refills is None or self._refills.done():
             self._refill_due = asyncio.Event()
@@ -485,6 +493,20 @@ class AsyncLease(LeaseBase):
         if listened:
             for listener in pool.events.checkin:
                 listener(pool, self)
+
+    # async only: begin
+    def discard_now(self) -> None:
+        """End the lease without awaiting anything, from outside the pool's loop (SQLAlchemy
+        collecting a connection nobody returned): its connection is discarded, not returned."""
+        slot, self._slot = self._slot, None
+        if slot is None:
+            return
+        if self._watch:
+            WATCHDOG.unwatch(self._watch)
+            self._watch = 0
+        self._pool._discard_now(slot)
+
+    # async only: end
 
     async def is_alive(self) -> bool:
         """Whether the leased connection still works, without a round trip: open, and nothing
