@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-django test-cluster lint typecheck layers bench bench-gunicorn bench-orm bench-pool clean
+.PHONY: demo test test-asgi test-django test-cluster lint typecheck layers bench bench-gunicorn bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -25,6 +25,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+# ASGI: FastAPI and Starlette apps on the asyncio pool under uvicorn --workers, gunicorn's
+# uvicorn worker and its own ASGI worker, and hypercorn, recycling; the asyncio fork matrix.
+test-asgi: $(STAMP)
+	$(BIN)/pytest -q tests/asgi
 
 # Django's own test suite (backends, basic, transactions, select_for_update, queries,
 # model_fields, aggregation) on postfork.django and on stock Django's MySQL backend, side by side:

@@ -190,7 +190,8 @@ class Installation:
             return
         if inspect.iscoroutinefunction(self.warmup):
             try:
-                await asyncio.wait_for(self.warmup(), self.warmup_timeout)
+                async with asyncio.timeout(self.warmup_timeout):
+                    await self.warmup()
             except TimeoutError:
                 log.warning("warm-up took over %gs: cut off; serving anyway", self.warmup_timeout)
             except Exception as exc:

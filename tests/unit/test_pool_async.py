@@ -6,6 +6,7 @@ task, awaited connect listeners, and fork with a pool a loop once ran."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -14,11 +15,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from postfork import AsyncPool, ConfigError, PoolClosed, PoolTimeout
+from postfork import AsyncPool, ConfigError, PoolClosed, PoolTimeout, parse_url
+from postfork.drivers.aio import AsyncDriver
 
 from .fakes import FakeAsyncDriver
 
 URL = "mysql://app:topsecret-pw@db.example:3306/shop"
+PARSED = parse_url(URL)
 T = TypeVar("T")
 
 
@@ -307,5 +310,33 @@ def test_the_refill_task_of_a_warm_idle_pool_sleeps_instead_of_spinning() -> Non
             ticks += 1
         assert ticks == 20 and rounds <= 3, rounds
         await pool.close()
+
+    run(scenario)
+
+
+def test_a_cancel_the_drivers_connect_swallowed_still_cancels_the_task() -> None:
+    """asyncmy and aiomysql connect through asyncio.wait_for, which (Python 3.11) returns
+    normally when the connect completes as the task is cancelled: a refill task cancelled by
+    asyncio.run() at that moment ran on for ever (seen in the asyncio fork matrix)."""
+
+    class SwallowingDriver(FakeAsyncDriver):
+        connect = AsyncDriver.connect  # the adapters' own connect, around open()
+        opened_now = asyncio.Event()
+
+        async def open(self, **kwargs: Any) -> Any:
+            self.opened_now.set()
+            with contextlib.suppress(asyncio.CancelledError):  # as 3.11's wait_for can
+                await asyncio.sleep(10)
+            return self.sync.connect(PARSED, connect_timeout=5, autocommit=False)
+
+    async def scenario() -> None:
+        driver = SwallowingDriver()
+        pool = make_pool(driver)
+        checkout = asyncio.create_task(lease_ident(pool))
+        await driver.opened_now.wait()
+        checkout.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(checkout, 5)
+        assert driver.opened[0].closed and pool.stats()["connecting"] == 0
 
     run(scenario)

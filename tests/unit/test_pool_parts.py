@@ -136,15 +136,14 @@ def test_thread_waiters_wake_all_releases_every_parked_thread() -> None:
     assert len(woken) == 3
 
 
-def test_task_waiters_skip_a_cancelled_ticket_so_no_wake_up_is_lost() -> None:
+def test_a_task_that_timed_out_and_was_then_woken_learns_it_so_no_wake_up_is_lost() -> None:
     async def scenario() -> None:
         waiters = TaskWaiters()
         timed_out, waiting = waiters.enlist(), waiters.enlist()
-        await waiters.wait(timed_out, 0.01)  # times out: its future is cancelled, still queued
-        waiters.wake_one()  # must reach the waiter that still waits
-        await waiters.wait(waiting, 5.0)
-        assert waiting.done() and not waiting.cancelled()
-        assert waiters.leave(timed_out) is False  # it was still queued: it learns it timed out
+        await waiters.wait(timed_out, 0.01)  # times out, still queued until it leaves
+        waiters.wake_one()  # the oldest ticket: the one that timed out
+        assert waiters.leave(timed_out) is True  # it learns it was woken, and looks again
+        assert waiters.leave(waiting) is False and not waiting.done()
 
     asyncio.run(scenario())
 
@@ -207,3 +206,21 @@ def test_the_generator_drops_asyncio_only_lines_and_blocks() -> None:
     assert "class Thing:" in converted and "    def go(self) -> None:\n        self.step()\n" in (
         converted
     )
+
+
+def test_a_parked_task_woken_as_it_is_cancelled_still_ends_cancelled() -> None:
+    """asyncio.wait_for (3.11) returns normally when its future completes in the same loop
+    iteration as the cancel: a refill task woken at the moment asyncio.run() cancelled it ran
+    on, and asyncio.run waited for it for ever (seen in the asyncio fork matrix)."""
+
+    async def scenario() -> None:
+        waiters = TaskWaiters()
+        ticket = waiters.enlist()
+        parked = asyncio.create_task(waiters.wait(ticket, 5.0))
+        await asyncio.sleep(0)  # it waits on its ticket now
+        waiters.wake_one()  # woken...
+        parked.cancel()  # ...and cancelled, in the same iteration
+        with pytest.raises(asyncio.CancelledError):
+            await parked
+
+    asyncio.run(scenario())

@@ -89,9 +89,8 @@ class PostforkStartup:
         if self.warmup_path is None:
             return
         try:
-            status = await asyncio.wait_for(
-                _get(app, self.warmup_path, state or {}), timeout=self.warmup_timeout
-            )
+            async with asyncio.timeout(self.warmup_timeout):
+                status = await _get(app, self.warmup_path, state or {})
         except TimeoutError:
             log.warning(
                 "warm-up request GET %s took over %gs: cut off; serving anyway",
@@ -198,8 +197,7 @@ class _AppLifespan:
             return None
         await self._to_app.put({"type": "lifespan.shutdown"})
         failed = await self._answer("lifespan.shutdown")
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self._task, timeout=1.0)
+        await asyncio.wait((self._task,), timeout=1.0)
         return failed
 
     async def _run(self) -> None:

@@ -55,6 +55,8 @@ class AsyncDriver(DriverBase):
         """Open a connection within ``connect_timeout``. Driver errors propagate (the pool
         translates them); running out of time is the driver's "lost during the handshake"."""
         kwargs = self.connect_arguments(url, connect_timeout, autocommit, extra)
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             async with asyncio.timeout(connect_timeout):
                 conn = await self.open(**kwargs)
@@ -62,6 +64,11 @@ class AsyncDriver(DriverBase):
             raise self.module.OperationalError(
                 _CR_SERVER_LOST, f"no answer within connect_timeout={connect_timeout:g}s"
             ) from None
+        if task is not None and task.cancelling() > cancels:
+            # the drivers' own asyncio.wait_for (Python 3.11) swallows a cancel that arrives
+            # as the TCP connect completes: the task was cancelled all the same
+            await self.close(conn)
+            raise asyncio.CancelledError
         refused = self.plain_text_refused(url, conn)
         if refused is not None:
             self.close_now(conn)
@@ -119,8 +126,9 @@ class AsyncDriver(DriverBase):
         if self.unread(conn) or poller.poll(0):
             await conn._postfork_finish_reset()
             return True
-        try:
-            await asyncio.wait_for(conn._postfork_finish_reset(), max(seconds, 0.001))
+        try:  # not asyncio.wait_for: on 3.11 it can swallow the task's own cancellation
+            async with asyncio.timeout(max(seconds, 0.001)):
+                await conn._postfork_finish_reset()
         except TimeoutError:  # the driver closed the connection when its read was cancelled
             return False
         return True

@@ -388,7 +388,11 @@ class AsyncPool(PoolCore):
         self._close_now(doomed)
 
     def _forget_process(self) -> None:
-        self._loop, self._refills = None, None  # the parent's loop and task stay there
+        """The parent's loop and refill task stay there; the task's copy here is never run,
+        and collected it must not be reported as a task destroyed while pending."""
+        if self._refills is not None:
+            self._refills._log_destroy_pending = False  # type: ignore[attr-defined]
+        self._loop, self._refills = None, None
 
     def _discard_now(self, slot: Slot) -> None:
         """A leased slot discarded without the loop (see ``AsyncLease.discard_now``)."""

@@ -10,7 +10,6 @@ gives up after being woken passes the wake-up on (``PoolCore`` does), so none is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections import deque
 
@@ -93,5 +92,6 @@ class TaskWaiters:
 
     @staticmethod
     async def wait(ticket: asyncio.Future[None], seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ticket, max(seconds, 0.0))
+        """Not ``asyncio.wait_for``: on 3.11 it swallows a cancel that arrives as the ticket is
+        woken. A ticket left pending here is removed by ``leave()``."""
+        await asyncio.wait((ticket,), timeout=max(seconds, 0.0))

@@ -1,7 +1,11 @@
 """Fork-safety check: a parent with a warm pool forks children that leave in every way.
 
 The pool can be postfork's own, or an ORM's on postfork (``--target sqlalchemy``); the controls
-(``--target naive``, ``sqlalchemy-stock``) show what happens without postfork.
+(``--target naive``, ``sqlalchemy-stock``) show what happens without postfork. The asyncio
+targets (``async-pool``, ``async-sqlalchemy``; controls ``async-driver-pool``: the driver's own
+``create_pool``, and ``async-sqlalchemy-stock``) keep the parent's pool bound to one event loop
+that runs between the forks, as a master that preloaded and warmed an app would; each child runs
+a loop of its own.
 
 Runs as its own process (``python -m postfork.tools.forkcheck``) so that children can exit the way
 real workers do, through normal interpreter shutdown, with nothing of a test runner in their
@@ -11,20 +15,22 @@ stack. Prints one JSON report. ``postfork demo``, ``postfork doctor`` and the te
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import gc
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, cast
 
 from .. import environment
-from ..drivers import DRIVER_NAMES, load_driver
-from ..pool import Pool
+from ..drivers import ASYNC_DRIVER_NAMES, DRIVER_NAMES, load_driver
+from ..pool import AsyncPool, Pool
 from ..topology import Cluster
 from ..url import DatabaseURL, parse_url
 
@@ -60,6 +66,24 @@ class PoolTarget:
     def counts(self) -> dict[str, Any]:
         stats = self.pool.stats()
         return {"parent_connects": stats["connects"], "parent_discards": stats["discards"]}
+
+    def session_ids(self) -> list[int]:
+        """Lease every pooled connection at once and ask the server who each one is."""
+        with self.connections() as conns:
+            ids = []
+            for conn in conns:
+                cursor = conn.cursor()
+                cursor.execute("SELECT CONNECTION_ID()")
+                ids.append(int(cursor.fetchone()[0]))
+                cursor.close()
+        return sorted(ids)
+
+    def use_once(self) -> None:
+        """One query on one pooled connection (a child serving a request)."""
+        with self.connections() as (conn, *_):
+            cursor = conn.cursor()
+            cursor.execute("SELECT CONNECTION_ID()")
+            cursor.fetchall()
 
 
 class EngineTarget(PoolTarget):
@@ -181,6 +205,135 @@ class ClusterTarget(PoolTarget):
         return _summed(self.cluster.member_pools())
 
 
+class AsyncPoolTarget(PoolTarget):
+    """An :class:`~postfork.AsyncPool`, warm in the parent's loop (alive across the forks)."""
+
+    name = "async-pool"
+    pool: Any
+
+    def __init__(self, url: str, driver: str, size: int) -> None:
+        self.size = size
+        self.loop = asyncio.new_event_loop()  # the parent's: each child makes its own
+        self.pool = AsyncPool(url, driver=driver, min_idle=size, max_size=size)
+        self.loop.run_until_complete(self.pool.open())
+
+    def _in_loop(self, work: Callable[[], Any]) -> Any:
+        """Run ``work()`` (a coroutine) in the parent's loop, or in a child's own."""
+        if self.loop is not None and getattr(self, "_pid", os.getpid()) == os.getpid():
+            return self.loop.run_until_complete(work())
+        return asyncio.run(work())
+
+    def session_ids(self) -> list[int]:
+        return cast(list[int], self._in_loop(self._session_ids))
+
+    async def _session_ids(self) -> list[int]:
+        ids = []
+        bound = float(os.environ.get(CHECK_VAR, CHECK_SECONDS))
+        async with asyncio.timeout(bound), contextlib.AsyncExitStack() as leases:
+            for _ in range(self.size):
+                conn = await leases.enter_async_context(self._lease())
+                ids.append(await _connection_id(conn))
+        return sorted(ids)
+
+    def _lease(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        lease: contextlib.AbstractAsyncContextManager[Any] = self.pool.connection()
+        return lease
+
+    def use_once(self) -> None:
+        async def use() -> None:
+            async with self._lease() as conn:
+                await _connection_id(conn)
+
+        self._in_loop(use)
+
+    def close(self) -> None:
+        self._in_loop(self._close)
+
+    async def _close(self) -> None:
+        await self.pool.close()
+
+    def after_fork(self) -> None:
+        self._pid = os.getpid()  # the parent's loop is not this process's: a child's own
+        self.loop = None  # type: ignore[assignment]
+
+
+async def _connection_id(conn: Any) -> int:
+    async with conn.cursor() as cursor:
+        await cursor.execute("SELECT CONNECTION_ID()")
+        return int((await cursor.fetchone())[0])
+
+
+class AsyncEngineTarget(AsyncPoolTarget):
+    """SQLAlchemy's async engine on postfork's asyncio pool; ``stock``: on its own
+    AsyncAdaptedQueuePool, the children knowing nothing of fork (no ``dispose(close=False)``:
+    an app loaded by a preloading master, its engine used there)."""
+
+    def __init__(self, url: str, driver: str, size: int, *, stock: bool = False) -> None:
+        from ..integrations.sqlalchemy import create_async_engine, engine_url
+
+        self.size, self.stock = size, stock
+        self.name = "async-sqlalchemy-stock" if stock else "async-sqlalchemy"
+        self.loop = asyncio.new_event_loop()
+        address = engine_url(url, driver)
+        if stock:
+            from sqlalchemy.ext.asyncio import create_async_engine as stock_engine
+
+            self.engine = stock_engine(address, pool_size=size, max_overflow=0)
+        else:
+            self.engine = create_async_engine(
+                address, pool_size=size, max_overflow=0, min_idle=size
+            )
+            self.pool = cast(Any, self.engine.sync_engine.pool).postfork_pool
+            self.loop.run_until_complete(self.pool.open())
+        self.session_ids()  # stock: the engine's connections open on their first use
+
+    @contextlib.asynccontextmanager
+    async def _lease(self) -> AsyncIterator[Any]:
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            yield raw.driver_connection
+
+    async def _close(self) -> None:
+        await self.engine.dispose()
+
+    def counts(self) -> dict[str, Any]:
+        return {} if self.stock else super().counts()
+
+
+class AsyncDriverPoolTarget(AsyncPoolTarget):
+    """The control: the driver's own pool (``create_pool(minsize=3)``), what a careful asyncio
+    user opens in a lifespan today."""
+
+    name = "async-driver-pool"
+
+    def __init__(self, url: str, driver: str, size: int) -> None:
+        import importlib
+
+        self.size = size
+        self.loop = asyncio.new_event_loop()
+        parsed = parse_url(url)
+        module = importlib.import_module(driver)
+        kwargs = {"user": parsed.user, "password": parsed.password, "autocommit": True}
+        if parsed.unix_socket:
+            kwargs["unix_socket"] = parsed.unix_socket
+        else:
+            kwargs.update(host=parsed.host, port=parsed.port)
+        kwargs["db" if driver == "aiomysql" else "database"] = parsed.database
+        self.driver_pool = self.loop.run_until_complete(
+            module.create_pool(minsize=size, maxsize=size, **kwargs)
+        )
+
+    def _lease(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return cast(contextlib.AbstractAsyncContextManager[Any], self.driver_pool.acquire())
+
+    async def _close(self) -> None:
+        self.driver_pool.close()
+        await self.driver_pool.wait_closed()
+
+    def counts(self) -> dict[str, Any]:
+        return {}
+
+
 def _summed(pools: list[Pool]) -> dict[str, Any]:
     """The parent's connects and discards over several pools (one per alias or member)."""
     stats = [pool.stats() for pool in pools]
@@ -194,8 +347,10 @@ def _summed(pools: list[Pool]) -> dict[str, Any]:
 
 
 REPLICAS_VAR = "POSTFORK_FORKCHECK_REPLICAS"  # comma-separated URLs, kept out of argv
-TARGETS = ("pool", "sqlalchemy", "django", "cluster")
-CONTROLS = ("naive", "sqlalchemy-stock", "django-stock")
+TARGETS = ("pool", "sqlalchemy", "django", "cluster", "async-pool", "async-sqlalchemy")
+CONTROLS = (
+    "naive", "sqlalchemy-stock", "django-stock", "async-driver-pool", "async-sqlalchemy-stock"
+)  # fmt: skip
 
 
 def _target(name: str, url: str, driver: str, size: int) -> Any:
@@ -207,6 +362,12 @@ def _target(name: str, url: str, driver: str, size: int) -> Any:
         return DjangoTarget(url, driver, size, stock=name == "django-stock")
     if name == "cluster":
         return ClusterTarget(url, driver, size)
+    if name == "async-pool":
+        return AsyncPoolTarget(url, driver, size)
+    if name in ("async-sqlalchemy", "async-sqlalchemy-stock"):
+        return AsyncEngineTarget(url, driver, size, stock=name.endswith("-stock"))
+    if name == "async-driver-pool":
+        return AsyncDriverPoolTarget(url, driver, size)
     raise ValueError(f"unknown target {name!r}")
 
 
@@ -229,18 +390,21 @@ def _raw_connections(conns: list[Any]) -> Iterator[list[Any]]:
             conn.close()
 
 
+CHILD_SECONDS = 20  # a child that hangs (a control's, on its parent's loop) is killed by then
+CHECK_SECONDS = 10.0  # the parent's sessions answer within this, or are counted broken
+CHECK_VAR = "POSTFORK_FORKCHECK_CHECK_SECONDS"  # a shorter bound, for a control's test
+
+
 def _child(holder: list[Any], way: str) -> None:
     """What a forked child does before it leaves; it never returns normally."""
+    signal.alarm(CHILD_SECONDS)
     getattr(holder[0], "after_fork", lambda: None)()
     if way in ("use-and-exit", "raise", "os-exit"):
-        with holder[0].connections() as (conn, *_):
-            cursor = conn.cursor()
-            cursor.execute("SELECT CONNECTION_ID()")
-            cursor.fetchall()
-            if way == "raise":
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)  # the uncaught traceback below is expected
-                raise RuntimeError("child raised")
+        holder[0].use_once()
+        if way == "raise":
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)  # the uncaught traceback below is expected
+            raise RuntimeError("child raised")
     if way == "os-exit":
         os._exit(0)
     if way == "gc-collect":
@@ -251,24 +415,12 @@ def _child(holder: list[Any], way: str) -> None:
     sys.exit(0)  # normal interpreter shutdown: atexit, module teardown, GC of everything
 
 
-def _parent_sessions(target: Any) -> list[int]:
-    """Lease every pooled connection at once and ask the server who each one is."""
-    with target.connections() as conns:
-        ids = []
-        for conn in conns:
-            cursor = conn.cursor()
-            cursor.execute("SELECT CONNECTION_ID()")
-            ids.append(int(cursor.fetchone()[0]))
-            cursor.close()
-    return sorted(ids)
-
-
 def run_matrix(
     url: str, driver: str, method: str, ways: list[str], rounds: int, target: str = "pool"
 ) -> dict[str, Any]:
     size = 3
     holder = [_target(target, url, driver, size)]
-    before = _parent_sessions(holder[0])
+    before = holder[0].session_ids()
     fork = _fork_function(method)
     exits: dict[str, list[int]] = {way: [] for way in ways}
     for way in ways:
@@ -278,7 +430,7 @@ def run_matrix(
                 _child(holder, way)
             _, status = os.waitpid(pid, 0)
             exits[way].append(os.waitstatus_to_exitcode(status))
-    after = _parent_sessions(holder[0])
+    after = holder[0].session_ids()
     counts = holder[0].counts()
     holder[0].close()
     return {
@@ -304,13 +456,13 @@ def run_control(url: str, driver: str, method: str, target: str) -> dict[str, An
     survived: dict[str, bool | str] = {}
     for way in EXIT_WAYS:
         holder = [_target(target, url, driver, 3)]
-        before = _parent_sessions(holder[0])
+        before = holder[0].session_ids()
         pid = fork()
         if pid == 0:
             _child(holder, way)
         os.waitpid(pid, 0)
         try:
-            after = _parent_sessions(holder[0])
+            after = holder[0].session_ids()
             survived[way] = True if after == before else f"sessions replaced: {after}"
         except Exception as exc:
             survived[way] = f"{type(exc).__name__}: {exc}"
@@ -341,10 +493,15 @@ def run_naive(url: str, driver: str, method: str) -> dict[str, Any]:
 
 
 def run_in_subprocess(
-    url: DatabaseURL, *args: str, replicas: Sequence[DatabaseURL] = ()
+    url: DatabaseURL,
+    *args: str,
+    replicas: Sequence[DatabaseURL] = (),
+    check_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Run this module as its own process and return its report (passwords stay out of argv)."""
     env = {**os.environ, environment.DATABASE_URL_VAR: url.render_secret()}
+    if check_seconds is not None:
+        env[CHECK_VAR] = str(check_seconds)
     if replicas:
         env[REPLICAS_VAR] = ",".join(replica.render_secret() for replica in replicas)
     result = subprocess.run(
@@ -364,7 +521,9 @@ def run_in_subprocess(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m postfork.tools.forkcheck")
     parser.add_argument("--url", help="database URL (default: $DATABASE_URL, kept out of argv)")
-    parser.add_argument("--driver", choices=DRIVER_NAMES, default="mysqlclient")
+    parser.add_argument(
+        "--driver", choices=DRIVER_NAMES + ASYNC_DRIVER_NAMES, default="mysqlclient"
+    )
     parser.add_argument("--fork", choices=FORK_METHODS, default="os")
     parser.add_argument("--ways", default=",".join(EXIT_WAYS))
     parser.add_argument("--rounds", type=int, default=3)
