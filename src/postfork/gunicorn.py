@@ -29,7 +29,7 @@ from typing import Any
 
 from . import environment, fork
 from .install import installation_of
-from .pool import Pool
+from .pool.core import PoolCore
 from .servers import gunicorn as gunicorn_server
 from .upkeep import upkeep
 
@@ -42,11 +42,11 @@ def pre_fork(server: Any, worker: Any) -> None:
     gunicorn_server.arbiter_forks(os.getpid())
     fork.before_workers_fork()  # ORMs give back the connections they hold
     for pool in fork.live_pools():
-        if isinstance(pool, Pool):
+        if isinstance(pool, PoolCore):  # a thread pool or an asyncio one
             _hold_nothing(pool)
 
 
-def _hold_nothing(pool: Pool) -> None:
+def _hold_nothing(pool: PoolCore) -> None:
     installed = installation_of(pool) is not None
     closed, leased = pool.enter_master_mode()
     if closed or leased:

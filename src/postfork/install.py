@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from . import environment, fork
 from .errors import ConfigError, Error
 from .pool import AsyncPool, Pool
+from .pool.core import PoolCore
 from .servers import Role, detect
 from .servers import uwsgi as uwsgi_server
 from .topology import Cluster
@@ -330,8 +331,8 @@ def install(
     return installation
 
 
-def installation_of(pool: Installable) -> Installation | None:
-    return _installations.get(pool)
+def installation_of(pool: Installable | PoolCore) -> Installation | None:
+    return _installations.get(pool)  # type: ignore[arg-type]  # any pool may be asked
 
 
 def _resolve(

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from postfork.wsgi import metrics_files
+from postfork.observe import metrics_files
 
 KEY = json.dumps(["requests", "requests_total", {}, "Requests"])
 GAUGE_KEY = json.dumps(["idle", "idle", {}, "Idle connections"])
@@ -81,7 +81,7 @@ def test_life_id_is_pid_and_start_time() -> None:
 
 
 def test_the_directory_is_swept_as_often_at_2_writers_as_at_32(tmp_path: Path) -> None:
-    from postfork.wsgi.metrics import MAX_SWEEP_SECONDS, SWEEP_SECONDS, sweep_period
+    from postfork.observe.metrics import MAX_SWEEP_SECONDS, SWEEP_SECONDS, sweep_period
 
     mine, dead = metrics_files.life_id(), ended_life()
     for life in (mine, dead):

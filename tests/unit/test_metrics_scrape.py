@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from postfork import Pool
-from postfork.wsgi import metrics_files
-from postfork.wsgi.metrics import ServiceMetrics
+from postfork.observe import metrics_files
+from postfork.observe.metrics import ServiceMetrics
 
 from .fakes import FakeDriver
 

@@ -22,22 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import ConfigError
 from ..install import Installation, install, installation_of
 from ..pool import AsyncPool
+from .types import WARMUP_SCOPE_KEY, ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("postfork.asgi")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-WARMUP_SCOPE_KEY = "postfork.warmup"  # set in the scope of the synthetic warm-up request
 DEFAULT_WARMUP_TIMEOUT = 10.0
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..wsgi.timing import parse_server_timing, parse_worker
+from ..observe.timing import parse_server_timing, parse_worker
 from .lines import send_line
 
 TRANSPORT_ERROR = 0  # status recorded when no HTTP response arrived (refused, reset, timeout)

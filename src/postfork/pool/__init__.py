@@ -4,6 +4,7 @@
 
 from .deadline import Deadline, current_deadline, deadline
 from .events import EVENTS, PoolEvents, listen_all, remove_all
+from .lease import LeaseBase
 from .options import PoolOptions
 from .pool import Lease, Pool
 from .pool_async import AsyncLease, AsyncPool
@@ -19,6 +20,7 @@ __all__ = [
     "Deadline",
     "DiscardReason",
     "Lease",
+    "LeaseBase",
     "Pool",
     "PoolEvents",
     "PoolMode",

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..drivers import connect, load_driver
 from ..errors import DatabaseUnavailable, MissingExtra, PoolTimeout
+from ..observe import timing
 from ..url import DatabaseURL, parse_url
-from ..wsgi import timing
 
 RECYCLE_SECONDS = 1800  # pool_recycle, below MariaDB's default wait_timeout (8 h), as advised
 

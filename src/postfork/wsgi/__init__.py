@@ -1,17 +1,21 @@
 """WSGI middleware that makes the tail visible, for any WSGI app: per-request timing
 (``Server-Timing``, ``X-Worker``, an access log), sampled profiling and Prometheus metrics
-aggregated over a server's workers."""
+aggregated over a server's workers. The mechanism is ``postfork.observe``'s, shared with the
+ASGI middleware of the same names (``postfork.asgi``)."""
 
+from ..observe.metrics import ServiceMetrics, ensure_multiprocess_dir
+from ..observe.timing import Request, RequestTiming
 from .body import ClosingBody
-from .metrics import MetricsEndpoint, ServiceMetrics, ensure_multiprocess_dir
+from .metrics import MetricsEndpoint
 from .profiling import ProfileSettings, ProfilingMiddleware
-from .timing import RequestTiming, TimingMiddleware, WSGIApp
+from .timing import TimingMiddleware, WSGIApp
 
 __all__ = [
     "ClosingBody",
     "MetricsEndpoint",
     "ProfileSettings",
     "ProfilingMiddleware",
+    "Request",
     "RequestTiming",
     "ServiceMetrics",
     "TimingMiddleware",

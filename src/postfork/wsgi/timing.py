@@ -1,196 +1,48 @@
-"""Per-request timing: what a request spent connecting, waiting for the pool, holding a
-connection and in the application, as ``Server-Timing`` and ``X-Worker`` headers and one
-access-log line.
-
-The pool reports through its events. ``TimingMiddleware`` listens to every pool's checkout and
-checkin and adds each lease to the :class:`RequestTiming` of the request in progress (a context
-variable). Without the middleware nobody listens, and a checkout pays nothing for timing.
-"""
+"""Per-request timing for WSGI: ``Server-Timing``, ``X-Worker`` and one access-log line per
+request (the mechanism is ``postfork.observe.timing``'s, shared with ASGI)."""
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from typing import Any
 
-from .. import fork
-from ..errors import ConfigError
-from ..pool import Lease, Pool, listen_all
-from ..servers import uwsgi as uwsgi_server
-from . import access_log
+from ..observe.timing import (
+    Request,
+    RequestTiming,
+    TimingBase,
+    WorkerRequests,
+    _current,
+)
 from .body import ClosingBody
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-Observer = Callable[[dict[str, Any], "RequestTiming", int, float], None]
 TIMING_KEY = "postfork.timing"  # environ key: this request's RequestTiming
-SERVER_TIMING_NAMES = ("db-connect", "pool-wait", "db", "app")
-
-worker_log = logging.getLogger("postfork.worker")
-
-_current: ContextVar[RequestTiming | None] = ContextVar("postfork_request_timing", default=None)
-
-
-class RequestTiming:
-    __slots__ = ("app", "connect", "connects", "db", "started", "wait")
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.connect = self.wait = self.db = 0.0
-        self.app = 0.0  # set when the application starts its response
-        self.connects = 0
-
-    @property
-    def paid_connect(self) -> bool:
-        return self.connects > 0
-
-    def server_timing(self) -> str:
-        """The ``Server-Timing`` header value (milliseconds, as the header's ``dur`` wants), in
-        the order of SERVER_TIMING_NAMES; one f-string: it is built for every response."""
-        return (
-            f"db-connect;dur={self.connect * 1e3:.3f}, pool-wait;dur={self.wait * 1e3:.3f}, "
-            f"db;dur={self.db * 1e3:.3f}, app;dur={self.app * 1e3:.3f}"
-        )
-
-
-def parse_server_timing(value: str) -> dict[str, float]:
-    """``Server-Timing`` as {name: milliseconds}; what it cannot read it leaves out."""
-    parsed = {}
-    for item in value.split(","):
-        name, _, duration = item.strip().partition(";dur=")
-        try:
-            parsed[name] = float(duration)
-        except ValueError:
-            continue
-    return parsed
-
-
-def worker_header(pid: int, number: int) -> str:
-    return f"{pid}/{number}"
-
-
-def parse_worker(value: str) -> tuple[int, int] | None:
-    """``X-Worker`` as (pid, the worker's request number), or None."""
-    pid, _, number = value.strip().partition("/")
-    return (int(pid), int(number)) if pid.isdigit() and number.isdigit() else None
-
-
-# -- the pool reports here ---------------------------------------------------------------------
-
-
-def report_checkout(wait_seconds: float, connect_seconds: float) -> None:
-    """Add one checkout to the request in progress, if any (also for pools that are not
-    postfork's: the bench's stock-SQLAlchemy baseline reports the same way)."""
-    request = _current.get()
-    if request is not None:
-        request.wait += wait_seconds
-        request.connect += connect_seconds
-        request.connects += connect_seconds > 0.0
-
-
-def report_held(seconds: float) -> None:
-    request = _current.get()
-    if request is not None:
-        request.db += seconds
-
-
-def _on_checkout(pool: Pool, lease: Lease, _get: Any = _current.get) -> None:
-    # report_checkout(), inline with the context variable's getter bound: every checkout
-    request = _get()
-    if request is not None:
-        connect = lease.connect_seconds
-        request.wait += lease.wait_seconds
-        request.connect += connect
-        request.connects += connect > 0.0
-
-
-def _on_checkin(pool: Pool, lease: Lease, _get: Any = _current.get) -> None:
-    request = _get()
-    if request is not None:
-        request.db += lease.held_seconds
-
-
-# -- per worker ------------------------------------------------------------------------------
-
-
-class Served:
-    """One process's requests: ``count`` since its fork, the first one at ``since``."""
-
-    __slots__ = ("count", "pid", "since")
-
-    def __init__(self) -> None:
-        self.count, self.pid, self.since = 0, os.getpid(), time.monotonic()
-
-
-class WorkerRequests:
-    """Requests this process has served since its fork (a forked child starts again at 1)."""
-
-    def __init__(self) -> None:
-        self._served = fork.PerProcess(Served)
-
-    def next(self) -> Served:
-        """Count one more request; the returned record says its number and the pid."""
-        served = self._served.get()
-        if served.count == 0:
-            served.since = time.monotonic()
-        served.count += 1
-        return served
-
-    @property
-    def pid(self) -> int:
-        return self._served.pid
-
-    def in_this_process(self) -> tuple[int, float]:
-        """(requests served by this process, seconds since its first); (0, 0.0) if none."""
-        if self._served.pid != os.getpid():
-            return 0, 0.0
-        served = self._served.get()
-        return served.count, time.monotonic() - served.since if served.count else 0.0
-
-
-# -- the middleware ----------------------------------------------------------------------------
-
-
 WARMUP_KEY = "postfork.warmup"  # set in the environ of install()'s synthetic warm-up request
 
+__all__ = ["TIMING_KEY", "WARMUP_KEY", "RequestTiming", "TimingMiddleware", "WorkerRequests"]
 
-class TimingMiddleware:
-    """``Server-Timing``, ``X-Worker`` and one access-log line per request.
+
+def request_of(environ: dict[str, Any]) -> Request:
+    return Request(
+        environ.get("REQUEST_METHOD", ""),
+        environ.get("PATH_INFO", ""),
+        environ.get("QUERY_STRING", ""),
+    )
+
+
+class TimingMiddleware(TimingBase):
+    """``Server-Timing``, ``X-Worker`` and one access-log line per request, for a WSGI app.
 
     ``access_log_format``: "logfmt" (default), "json" or "off". The line is logged when the
     server closes the response, so ``duration_ms`` covers sending it; ``app`` in Server-Timing
     stops when the application starts its response. ``observers`` are called after each
-    response with (environ, timing, status, seconds).
+    response with (request, timing, status, seconds).
     """
 
     def __init__(self, app: WSGIApp, *, access_log_format: str = "logfmt") -> None:
-        if access_log_format not in access_log.FORMATS:
-            raise ConfigError(
-                f"access log format must be one of {', '.join(access_log.FORMATS)}, "
-                f"got {access_log_format!r}"
-            )
+        super().__init__(access_log_format=access_log_format)
         self.app = app
-        self.format = access_log_format
-        self.requests = WorkerRequests()
-        self.observers: list[Observer] = []
-        listen_all("checkout", _on_checkout)
-        listen_all("checkin", _on_checkin)
-        fork.add_exit_listener(self)
-
-    def at_exit(self) -> None:
-        """A worker's last words: how many requests it served and why it goes."""
-        served, seconds = self.requests.in_this_process()
-        if served == 0:
-            return  # the master (or a process that never served): nothing to say
-        worker_log.info(
-            "pid %d: exiting after %d request(s) in %.1f s since its first: %s",
-            os.getpid(),
-            served,
-            seconds,
-            uwsgi_server.exit_reason(served),
-        )
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -218,13 +70,7 @@ class TimingMiddleware:
 
         def finished() -> None:
             seconds = time.perf_counter() - timing.started
-            for observe in self.observers:
-                observe(environ, timing, status_code[0], seconds)
-            if self.format != "off" and access_log.log.isEnabledFor(logging.INFO):
-                line = access_log.render(
-                    self.format, environ, timing, status_code[0], seconds, pid, number
-                )
-                access_log.log.info(line)
+            self.finished(request_of(environ), timing, status_code[0], seconds, pid, number)
 
         return ClosingBody(body, finished)
 

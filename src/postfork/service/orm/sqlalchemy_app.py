@@ -25,8 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ...install import install
+from ...observe.timing import report_checkout
 from ...sqlalchemy import PostforkPool, engine_url
-from ...wsgi.timing import report_checkout
 from ..summary import summarize
 from ..validation import HTTPError, positive_id
 

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...observe.timing import parse_server_timing, parse_worker
 from ...url import DatabaseURL
-from ...wsgi.timing import parse_server_timing, parse_worker
 from .command import ServeOptions, command, remove_metrics_dir, server_environment
 
 

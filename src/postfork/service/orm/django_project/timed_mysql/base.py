@@ -8,7 +8,7 @@ import time
 
 from django.db.backends.mysql.base import DatabaseWrapper as StockDatabaseWrapper
 
-from .....wsgi.timing import report_checkout
+from .....observe.timing import report_checkout
 
 
 class DatabaseWrapper(StockDatabaseWrapper):  # type: ignore[misc]

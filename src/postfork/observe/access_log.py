@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .timing import RequestTiming
+    from .timing import Request, RequestTiming
 
 FORMATS = ("logfmt", "json", "off")
 log = logging.getLogger("postfork.access")
@@ -20,17 +20,17 @@ _NEEDS_QUOTES = re.compile(r'[\s"=\\]|^$')
 
 def render(
     format: str,
-    environ: dict[str, Any],
+    request: Request,
     timing: RequestTiming,
     status: int,
     seconds: float,
     pid: int,
     number: int,
 ) -> str:
-    path = environ.get("PATH_INFO", "") or "/"
-    if environ.get("QUERY_STRING"):
-        path = f"{path}?{environ['QUERY_STRING']}"
-    method = environ.get("REQUEST_METHOD", "")
+    method, path, query = request
+    path = path or "/"
+    if query:
+        path = f"{path}?{query}"
     if format == "json":
         return json.dumps(
             {
