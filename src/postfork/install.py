@@ -23,10 +23,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import environment, fork
+from .coroutines import result, run_to_end
 from .errors import ConfigError, Error
 from .pool import AsyncPool, Pool
 from .pool.core import PoolCore
@@ -140,7 +141,7 @@ class Installation:
         reach the database must still start, report not-ready and answer 503)."""
         if self.asynchronous:
             raise TypeError("an AsyncPool warms in its loop: await installation.warm_async()")
-        return _run_to_end(self._warm())
+        return run_to_end(self._warm())
 
     async def warm_async(self) -> bool:
         """``warm_now()`` for an AsyncPool, in its loop (the ASGI lifespan's start-up); never
@@ -150,7 +151,7 @@ class Installation:
     async def _warm(self) -> bool:
         started_at, started = time.time(), time.perf_counter()
         try:
-            opened = await _result(self.pool.warm())
+            opened = await result(self.pool.warm())
         except Error as exc:
             self._report(started_at, 0, time.perf_counter() - started, 0.0, str(exc))
             return False
@@ -230,24 +231,6 @@ class Installation:
 
     def __repr__(self) -> str:
         return f"<Installation {self.server} {self.role.value} warm={self.warm} pool={self.pool!r}>"
-
-
-def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
-    """The result of a coroutine that never suspends (a thread pool's warm-up), without a
-    loop: one ``send`` runs it to its end."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise RuntimeError("a thread pool's warm-up suspended: it needs no event loop")
-
-
-async def _result(value: T | Coroutine[Any, Any, T]) -> T:
-    """``value``, awaited if the pool's call was a coroutine (an AsyncPool's)."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 def _capture(func: Callable[[], object], failure: list[BaseException]) -> None:

@@ -1,8 +1,10 @@
-"""The service's WSGI application: plain WSGI and a three-line router.
+"""The service's application, for WSGI and for ASGI: a three-line router, no framework.
 
-Plain WSGI because the service has four routes and its point is what happens around the
+No framework because the service has four routes and its point is what happens around the
 database: no framework code sits between a request and the pool, and what a profile shows is
-the request, the pool and the driver.
+the request, the pool and the driver. One request is one coroutine (``Service.respond``): the
+ASGI face awaits it on the asyncio pool, the WSGI face runs it on the thread pool, where
+nothing in it suspends.
 """
 
 from __future__ import annotations
@@ -11,25 +13,25 @@ import json
 import logging
 import os
 import re
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..coroutines import result, run_to_end
 from ..errors import DatabaseUnavailable, DeadlineExceeded, PoolError
-from ..pool import current_deadline as deadline_of_this_request
 from ..pool import deadline
+from .database import Database, LostBeforeRows, QueryTimedOut
 from .summary import iso, money, summarize
 from .validation import DEFAULT_LIMIT, HTTPError, limit, positive_id, query_parameters
 
 if TYPE_CHECKING:
-    from ..install import Installation
-    from ..pool import Pool
     from ..topology import Cluster, RoutedLease
-    from .baselines import SQLAlchemyPool
 
 log = logging.getLogger("postfork.service")
 
 StartResponse = Callable[..., Any]
+Headers = dict[str, str]
+Endpoint = Callable[..., Awaitable[dict[str, Any]]]
+ReadyCheck = Callable[[], bool | Awaitable[bool]]
 RETRY_AFTER_SECONDS = "1"
 _REASONS = {
     200: "OK",
@@ -70,45 +72,67 @@ class ReplicaReads:
 
 
 class Service:
-    """The WSGI callable: routes, input rules, queries through the pool, JSON out."""
+    """The service's requests, whatever the protocol: routes, input rules, reads through the
+    pool, JSON out. :meth:`respond` handles one request as a coroutine; the WSGI face runs it
+    to its end without a loop (on a thread pool nothing in it suspends), the ASGI face
+    (:meth:`asgi`) awaits it."""
 
     def __init__(
         self,
-        pool: Pool | SQLAlchemyPool | ReplicaReads,
-        installation: Installation | None,
+        database: Database,
+        ready: ReadyCheck | None,
         connect_mode: str,
         *,
         request_deadline: float | None = None,
     ) -> None:
-        self.pool = pool
+        self.database = database
         # past it, a request is answered with a 503 whatever the database does (None: no bound)
         self.request_deadline = request_deadline
-        # the URL's read_timeout: a query that fails after this long timed out (not retried)
-        self.read_timeout = float(pool.url.options.get("read_timeout", 0) or 0)
-        self.installation = installation
+        self.ready = ready  # for /readyz: the pool warm, or able to warm now
         self.connect_mode = connect_mode
-        self.routes: list[tuple[re.Pattern[str], Callable[..., dict[str, Any]]]] = [
+        self.routes: list[tuple[re.Pattern[str], Endpoint]] = [
             (re.compile(r"/v1/accounts/([^/]+)/summary"), self.account_summary),
             (re.compile(r"/v1/accounts/([^/]+)/orders"), self.account_orders),
             (re.compile(r"/healthz"), self.healthz),
             (re.compile(r"/readyz"), self.readyz),
         ]
 
+    # -- the two faces --------------------------------------------------------------------
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        status, body, headers = self._respond(environ)
-        payload = json.dumps(body, separators=(",", ":")).encode()
-        headers.update({"Content-Type": "application/json", "Content-Length": str(len(payload))})
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        status, payload, headers = run_to_end(
+            self.respond(method, path, environ.get("QUERY_STRING", ""))
+        )
         start_response(f"{status} {_REASONS[status]}", list(headers.items()))
         # the pool's upkeep runs after the response by itself (postfork.install: the server's
         # after-request hook and a timer); lazy mode has none: the story's "before"
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
+        return [] if method == "HEAD" else [payload]
 
-    def _respond(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI application (HTTP; a lifespan is the middleware's, see service.asgi)."""
+        if scope["type"] != "http":
+            raise ValueError(f"the service serves HTTP, not {scope['type']!r}")
+        query = scope.get("query_string", b"").decode("latin-1")
+        status, payload, headers = await self.respond(scope["method"], scope["path"], query)
+        raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        body = b"" if scope["method"] == "HEAD" else payload
+        await send({"type": "http.response.body", "body": body})
+
+    async def respond(self, method: str, path: str, query: str) -> tuple[int, bytes, Headers]:
+        """One request: (status, JSON payload, headers)."""
+        status, body, headers = await self._answer(method, path, query)
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        headers.update({"Content-Type": "application/json", "Content-Length": str(len(payload))})
+        return status, payload, headers
+
+    async def _answer(self, method: str, path: str, query: str) -> tuple[int, Any, Headers]:
         try:
             if self.request_deadline is None:
-                return 200, self._route(environ), {}
+                return 200, await self._route(method, path, query), {}
             with deadline(self.request_deadline):
-                return 200, self._route(environ), {}
+                return 200, await self._route(method, path, query), {}
         except HTTPError as exc:
             return exc.status, {"error": exc.message}, exc.headers
         except DeadlineExceeded as exc:
@@ -118,46 +142,43 @@ class Service:
         except (DatabaseUnavailable, PoolError) as exc:
             log.warning("503: %s", exc)
             return 503, {"error": "database unavailable, retry shortly"}, _retry_after()
-        except _QueryTimedOut as exc:
+        except QueryTimedOut as exc:
             log.warning("503: %s", exc)
             return 503, {"error": str(exc)}, _retry_after()
         except Exception as exc:
-            if self.pool.is_disconnect(exc):
+            if self.database.is_disconnect(exc):
                 log.warning("503: connection lost during the request: %r", exc)
                 return 503, {"error": "database connection lost, retry shortly"}, _retry_after()
-            log.exception("500 on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            log.exception("500 on %s %s", method, path)
             return 500, {"error": "internal error"}, {}
 
-    def _route(self, environ: dict[str, Any]) -> dict[str, Any]:
-        path = environ.get("PATH_INFO", "") or "/"
+    async def _route(self, method: str, path: str, query: str) -> dict[str, Any]:
         for pattern, handler in self.routes:
-            match = pattern.fullmatch(path)
+            match = pattern.fullmatch(path or "/")
             if match is None:
                 continue
-            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            if method not in ("GET", "HEAD"):
                 raise HTTPError(405, "only GET and HEAD are allowed", {"Allow": "GET, HEAD"})
-            return handler(environ, *match.groups())
+            return await handler(query, *match.groups())
         raise HTTPError(404, "no such endpoint")
 
     # -- endpoints ------------------------------------------------------------------------
 
-    def account_summary(self, environ: dict[str, Any], raw_id: str) -> dict[str, Any]:
+    async def account_summary(self, query: str, raw_id: str) -> dict[str, Any]:
         account_id = positive_id(raw_id, "account id")
-        query_parameters(environ.get("QUERY_STRING", ""), {})
-        rows = self._query(SUMMARY_SQL, (account_id,))
+        query_parameters(query, {})
+        rows = await self._query(SUMMARY_SQL, (account_id,))
         if not rows:
             raise HTTPError(404, f"account {account_id} not found")
         orders = [row for row in rows if row[0] is not None]
         return summarize(account_id, orders)
 
-    def account_orders(self, environ: dict[str, Any], raw_id: str) -> dict[str, Any]:
+    async def account_orders(self, query: str, raw_id: str) -> dict[str, Any]:
         account_id = positive_id(raw_id, "account id")
-        params = query_parameters(
-            environ.get("QUERY_STRING", ""), {"limit": limit, "before": _before}
-        )
+        params = query_parameters(query, {"limit": limit, "before": _before})
         page_size = params.get("limit", DEFAULT_LIMIT)
         before = params.get("before", 2**63 - 1)
-        rows = self._query(ORDERS_SQL, (before, account_id, page_size))
+        rows = await self._query(ORDERS_SQL, (before, account_id, page_size))
         if not rows:
             raise HTTPError(404, f"account {account_id} not found")
         orders = [
@@ -173,15 +194,15 @@ class Service:
         next_before = orders[-1]["id"] if len(orders) == page_size else None
         return {"account_id": account_id, "orders": orders, "next_before": next_before}
 
-    def healthz(self, environ: dict[str, Any]) -> dict[str, Any]:
+    async def healthz(self, query: str) -> dict[str, Any]:
         return {"status": "alive", "pid": os.getpid()}
 
-    def readyz(self, environ: dict[str, Any]) -> dict[str, Any]:
-        if self.installation is not None and not self.installation.ready():
+    async def readyz(self, query: str) -> dict[str, Any]:
+        if self.ready is not None and not await result(self.ready()):
             raise HTTPError(
                 503, "not ready: the pool has no connection to the database", _retry_after()
             )
-        stats = self.pool.stats()
+        stats = self.database.stats()
         return {
             "status": "ready",
             "pid": os.getpid(),
@@ -192,58 +213,26 @@ class Service:
 
     # -- database -------------------------------------------------------------------------
 
-    def _query(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        """One query on a pooled connection; the pool reports its wait, connect and hold time
+    async def _query(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """One read on a pooled connection; the pool reports its wait, connect and hold time
         to the timing middleware (``Server-Timing``, the access log).
 
         Every query here is an idempotent read, so when the connection turns out dead before
         any row arrived (the server killed it, or went away while the query was sent) it is
-        retried once on a fresh connection; the dead one is discarded by the pool. A query that
-        failed only after the URL's ``read_timeout`` timed out: not retried, a 503 that says
-        so. Past the request's deadline: never retried, a 503 that says so. Anything else, or a
-        second failure, goes up (and becomes a JSON 503)."""
+        read again once on a fresh connection; the dead one is discarded by the pool. A query
+        that failed only after the URL's ``read_timeout`` timed out: not read again, a 503
+        that says so. Past the request's deadline: never again, a 503 that says so. Anything
+        else, or a second failure, goes up (and becomes a JSON 503)."""
         try:
-            return self._query_once(sql, args)
-        except _LostBeforeRows as lost:
+            return await self.database.rows(sql, args)
+        except LostBeforeRows as lost:
             log.warning(
                 "connection lost before any row (%r); retrying once on a fresh one", lost.error
             )
         try:
-            return self._query_once(sql, args)
-        except _LostBeforeRows as lost:
+            return await self.database.rows(sql, args)
+        except LostBeforeRows as lost:
             raise lost.error from None
-
-    def _query_once(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        lease = self.pool.connection()
-        with lease as conn:
-            cursor = conn.cursor()
-            started = time.monotonic()
-            try:
-                try:
-                    cursor.execute(sql, args)
-                except Exception as exc:
-                    if not self.pool.is_disconnect(exc):
-                        raise
-                    waited = time.monotonic() - started
-                    timed_out = bool(self.read_timeout) and waited >= 0.9 * self.read_timeout
-                    # never back to the pool (its protocol state is unknown); a timeout says
-                    # the server went silent: the pool fails fast until it answers again
-                    lease.invalidate(timed_out=timed_out)
-                    limit = deadline_of_this_request()
-                    if limit is not None and limit.exceeded:
-                        raise DeadlineExceeded(
-                            f"the request's deadline ({limit.seconds:g}s) cut off a query after "
-                            f"{waited:.3f}s",
-                            seconds=limit.seconds,
-                        ) from exc
-                    if timed_out:
-                        raise _QueryTimedOut(
-                            f"database query exceeded the read timeout ({self.read_timeout:g} s)"
-                        ) from exc  # a slow query: running it again would only double the wait
-                    raise _LostBeforeRows(exc) from exc
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
 
     def warmup_request(self) -> None:
         """One synthetic request through the whole app (for ``install(warmup=...)``)."""
@@ -254,18 +243,6 @@ class Service:
             "postfork.warmup": True,
         }
         list(self(environ, lambda status, headers: None))
-
-
-class _QueryTimedOut(Exception):
-    """The query outlived the URL's read_timeout; the client gets a 503 saying so."""
-
-
-class _LostBeforeRows(Exception):
-    """The connection died before the query returned a row: safe to run the read again."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 def _before(text: str) -> int:

@@ -14,11 +14,16 @@ from typing import Any
 
 def text_datetimes(driver: str) -> dict[Any, Any]:
     """The driver's ``conv`` mapping with DATETIME and TIMESTAMP left as ``str``."""
-    if driver == "pymysql":
+    if driver in ("pymysql", "aiomysql"):  # aiomysql decodes with PyMySQL's converters
         import pymysql.converters
         from pymysql.constants import FIELD_TYPE
 
         conversions = dict(pymysql.converters.conversions)
+    elif driver == "asyncmy":
+        import asyncmy.converters
+        from asyncmy.constants import FIELD_TYPE
+
+        conversions = dict(asyncmy.converters.conversions)
     else:
         import MySQLdb.converters
         from MySQLdb.constants import FIELD_TYPE

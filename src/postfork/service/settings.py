@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from .. import environment
-from ..drivers import DRIVER_NAMES
+from ..drivers import ASYNC_DRIVER_NAMES, DRIVER_NAMES
 from ..errors import ConfigError
+from ..url import DatabaseURL, parse_url
 from ..validate import POSITIVE_INTEGER, POSITIVE_SECONDS
 
 # warm: install() with a synthetic warm-up request; postfork: connect after fork only (the
@@ -23,6 +24,10 @@ ORM_MODES = (
     "orm-django-postfork",
 )
 CONNECT_MODES = ("warm", "postfork", "lazy", "sqlalchemy", *ORM_MODES)
+# the ASGI twin (postfork.service.asgi): warm (the lifespan's warm-up request too), postfork
+# (the pool warm in the lifespan), lazy; and the bench's asyncio baselines (service/baselines)
+ASYNC_BASELINES = ("sqlalchemy-async", "sqlalchemy-async-preping", "driver-pool")
+ASGI_CONNECT_MODES = ("warm", "postfork", "lazy", *ASYNC_BASELINES)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ACCESS_LOG_FORMATS = ("logfmt", "json", "off")
 EVENT_LOG_VAR = "POSTFORK_EVENT_LOG"
@@ -54,7 +59,8 @@ class ServiceSettings:
     max_replica_lag: float = 5.0
 
 
-def service_settings() -> ServiceSettings:
+def service_settings(*, asgi: bool = False) -> ServiceSettings:
+    """The settings from the environment; ``asgi``: for the ASGI twin (asyncio drivers)."""
     url = environment.database_url()
     if not url:
         raise ConfigError(
@@ -63,8 +69,13 @@ def service_settings() -> ServiceSettings:
         )
     return ServiceSettings(
         database_url=url,
-        connect=environment.choice("POSTFORK_CONNECT", "warm", CONNECT_MODES),
-        driver=environment.choice("POSTFORK_DRIVER", "mysqlclient", DRIVER_NAMES),
+        connect=environment.choice(
+            "POSTFORK_CONNECT", "warm", ASGI_CONNECT_MODES if asgi else CONNECT_MODES
+        ),
+        driver=environment.choice(
+            "POSTFORK_DRIVER",
+            *(("asyncmy", ASYNC_DRIVER_NAMES) if asgi else ("mysqlclient", DRIVER_NAMES)),
+        ),
         pool_size=int(environment.number("POSTFORK_POOL_SIZE", 2, POSITIVE_INTEGER)),
         checkout_timeout=environment.number("POSTFORK_CHECKOUT_TIMEOUT", 2.0, POSITIVE_SECONDS),
         connect_timeout=environment.number("POSTFORK_CONNECT_TIMEOUT", 2.0, POSITIVE_SECONDS),
@@ -79,3 +90,11 @@ def service_settings() -> ServiceSettings:
         replica_urls=tuple(environment.replica_urls()),
         max_replica_lag=environment.number("POSTFORK_MAX_REPLICA_LAG", 5.0, POSITIVE_SECONDS),
     )
+
+
+def with_query_timeouts(settings: ServiceSettings, server: str | None = None) -> DatabaseURL:
+    """The database URL (or ``server``'s) with the service's read and write timeouts where it
+    sets none: without one, mysqlclient waits for a silent server for ever (PyMySQL too)."""
+    url = parse_url(server or settings.database_url)
+    defaults = {"read_timeout": settings.read_timeout, "write_timeout": settings.write_timeout}
+    return dataclasses.replace(url, options={**defaults, **url.options})

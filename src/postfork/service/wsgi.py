@@ -13,7 +13,6 @@ and the metrics' observer: it sees every request, as the server counts them).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from typing import Any
@@ -22,7 +21,6 @@ from .. import environment
 from ..install import WarmReport, install
 from ..pool import Pool
 from ..topology import Cluster
-from ..url import DatabaseURL, parse_url
 from ..wsgi import (
     MetricsEndpoint,
     ProfileSettings,
@@ -32,8 +30,9 @@ from ..wsgi import (
     WSGIApp,
 )
 from .app import ReplicaReads, Service
+from .database import Database
 from .rows import text_datetimes
-from .settings import ServiceSettings, service_settings
+from .settings import ServiceSettings, service_settings, with_query_timeouts
 
 
 def build(settings: ServiceSettings) -> WSGIApp:
@@ -73,9 +72,10 @@ def _application(settings: ServiceSettings) -> tuple[WSGIApp, Pool | Cluster | N
 
         return get_wsgi_application(), None
     service = _service(settings)
-    if isinstance(service.pool, ReplicaReads):
-        return service, service.pool.cluster
-    return service, service.pool if isinstance(service.pool, Pool) else None
+    reads = service.database.pool
+    if isinstance(reads, ReplicaReads):
+        return service, reads.cluster
+    return service, reads if isinstance(reads, Pool) else None
 
 
 def _service(settings: ServiceSettings) -> Service:
@@ -90,7 +90,8 @@ def _service(settings: ServiceSettings) -> Service:
             checkout_timeout=settings.checkout_timeout,
             connect_timeout=settings.connect_timeout,
         )
-        return Service(baseline, None, settings.connect)
+        read_timeout = float(baseline.url.options.get("read_timeout", 0) or 0)
+        return Service(Database(baseline, read_timeout), None, settings.connect)
     lazy = settings.connect == "lazy"
     options: dict[str, Any] = {
         "driver": settings.driver,
@@ -112,21 +113,19 @@ def _service(settings: ServiceSettings) -> Service:
         reads: Pool | ReplicaReads = ReplicaReads(pool)
     else:
         pool = reads = Pool(with_query_timeouts(settings), **options)
-    service = Service(reads, None, settings.connect, request_deadline=settings.request_deadline)
+    read_timeout = float(reads.url.options.get("read_timeout", 0) or 0)
+    service = Service(
+        Database(reads, read_timeout),
+        None,
+        settings.connect,
+        request_deadline=settings.request_deadline,
+    )
     on_warm = _EventLog(settings.event_log) if settings.event_log else None
     if settings.connect == "warm":
-        service.installation = install(pool, warmup=service.warmup_request, on_warm=on_warm)
+        service.ready = install(pool, warmup=service.warmup_request, on_warm=on_warm).ready
     elif settings.connect == "postfork":
-        service.installation = install(pool, preload=False, on_warm=on_warm)
+        service.ready = install(pool, preload=False, on_warm=on_warm).ready
     return service
-
-
-def with_query_timeouts(settings: ServiceSettings, server: str | None = None) -> DatabaseURL:
-    """The database URL (or ``server``'s) with the service's read and write timeouts where it
-    sets none: without one, mysqlclient waits for a silent server for ever (PyMySQL too)."""
-    url = parse_url(server or settings.database_url)
-    defaults = {"read_timeout": settings.read_timeout, "write_timeout": settings.write_timeout}
-    return dataclasses.replace(url, options={**defaults, **url.options})
 
 
 class _EventLog:

@@ -1,4 +1,6 @@
-"""``postfork serve``: run the reference service under uWSGI, gunicorn or a development server.
+"""``postfork serve``: run the reference service under uWSGI, gunicorn or a development server
+(WSGI), or under uvicorn, gunicorn's uvicorn worker or its own ASGI worker, or hypercorn (the
+service's ASGI twin, on the asyncio pool).
 
 The server runs as a child process with the shipped configuration (``postfork/deploy``), the
 database URL in its environment (never on its command line) and the options given here.
@@ -20,7 +22,13 @@ from ...deploy import GUNICORN_CONF, UWSGI_INI
 from ...errors import ConfigError
 from ...url import DatabaseURL
 
-SERVERS = ("uwsgi", "gunicorn", "dev")
+WSGI_SERVERS = ("uwsgi", "gunicorn", "dev")
+ASGI_SERVERS = ("uvicorn", "gunicorn-uvicorn", "gunicorn-asgi", "hypercorn")
+SERVERS = (*WSGI_SERVERS, *ASGI_SERVERS)
+WSGI_APP = "postfork.service.wsgi:application"
+ASGI_APP = "postfork.service.asgi:app"
+# gunicorn's worker class for each of its ASGI modes (its own "asgi" worker: gunicorn 24+)
+_GUNICORN_WORKERS = {"gunicorn-uvicorn": "uvicorn_worker.UvicornWorker", "gunicorn-asgi": "asgi"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +40,15 @@ class ServeOptions:
     connect: str = "warm"
     driver: str = "mysqlclient"
     extra: tuple[str, ...] = ()  # passed to the server as they are
+    app: str | None = None  # module:attribute to serve instead of the reference service
+
+    @property
+    def asgi(self) -> bool:
+        return self.server in ASGI_SERVERS
+
+    @property
+    def app_path(self) -> str:
+        return self.app or (ASGI_APP if self.asgi else WSGI_APP)
 
 
 def describe(options: ServeOptions) -> str:
@@ -53,8 +70,7 @@ def _executable(name: str) -> str:
     beside_python = Path(sys.executable).parent / name
     found = str(beside_python) if beside_python.exists() else shutil.which(name)
     if not found:
-        package = {"uwsgi": "uwsgi", "gunicorn": "gunicorn"}[name]
-        raise ConfigError(f"{name} is not installed: pip install {package} (or --server dev)")
+        raise ConfigError(f"{name} is not installed: pip install {name} (or --server dev)")
     return found
 
 
@@ -74,24 +90,48 @@ def command(options: ServeOptions) -> list[str]:
             str(options.max_requests),
             *options.extra,
         ]
-    if options.server == "gunicorn":
-        recycling = ["--max-requests", str(options.max_requests)]
-        if options.max_requests == 0:
-            recycling += ["--max-requests-jitter", "0"]
-        return [
-            _executable("gunicorn"),
-            "-c",
-            str(GUNICORN_CONF),
-            "--bind",
-            options.bind,
-            "--workers",
-            str(options.processes),
-            *recycling,
-            *options.extra,
-        ]
+    if options.server == "gunicorn" or options.server in _GUNICORN_WORKERS:
+        return _gunicorn(options)
     if options.server == "dev":
         return [sys.executable, "-m", "postfork.tools.serve.devserver", options.bind]
+    if options.server == "uvicorn":
+        host, port = split_bind(options.bind)
+        recycling = ["--limit-max-requests", str(options.max_requests)]
+        return [
+            _executable("uvicorn"),
+            options.app_path,
+            *("--host", host, "--port", str(port), "--workers", str(options.processes)),
+            *(recycling if options.max_requests else []),
+            "--no-access-log",  # postfork's access line says more (POSTFORK_ACCESS_LOG)
+            *options.extra,
+        ]
+    if options.server == "hypercorn":
+        recycling = ["--max-requests", str(options.max_requests)]
+        return [
+            _executable("hypercorn"),
+            options.app_path,
+            *("--bind", options.bind, "--workers", str(options.processes)),
+            *(recycling if options.max_requests else []),
+            *options.extra,
+        ]
     raise ConfigError(f"--server must be one of {', '.join(SERVERS)}, got {options.server!r}")
+
+
+def _gunicorn(options: ServeOptions) -> list[str]:
+    """gunicorn with the shipped configuration (postfork's hooks), for WSGI or ASGI."""
+    recycling = ["--max-requests", str(options.max_requests)]
+    if options.max_requests == 0:
+        recycling += ["--max-requests-jitter", "0"]
+    worker = _GUNICORN_WORKERS.get(options.server)
+    app = [options.app_path] if worker or options.app else []
+    return [
+        _executable("gunicorn"),
+        *("-c", str(GUNICORN_CONF), "--bind", options.bind, "--workers", str(options.processes)),
+        *(["--worker-class", worker] if worker else []),
+        *recycling,
+        *options.extra,
+        *app,
+    ]
 
 
 METRICS_DIR_PREFIX = "postfork-serve-metrics-"

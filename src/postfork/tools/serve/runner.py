@@ -7,6 +7,7 @@ group, with its output in a log file.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -117,6 +118,20 @@ class ServiceProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         remove_metrics_dir(self._env)
+
+    def stop_through_main(self, timeout: float = 20.0) -> int:
+        """Stop the server as its documentation says: SIGTERM to its main process only (its
+        workers are its to stop), then the group, if anything is left. The exit code."""
+        if self.process is None:
+            raise RuntimeError("the server was not started")
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+        self.stop()
+        with contextlib.suppress(ProcessLookupError):  # a worker the main process left behind
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return int(self.process.returncode)
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as handle:

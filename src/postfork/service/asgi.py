@@ -1,0 +1,125 @@
+"""ASGI entry point: ``postfork.service.asgi:app``, the reference service's ASGI twin on the
+asyncio pool, configured from the environment as the WSGI one is.
+
+Same endpoints, validation, errors and middleware as ``postfork.service.wsgi`` (one ``Service``
+serves both): ``POSTFORK_CONNECT`` ``warm`` (the pool warm in each worker's lifespan, then one
+warm-up request through the app), ``postfork`` (the pool warm, nothing else) or ``lazy`` (a
+worker connects on its first request); ``sqlalchemy-async``, ``sqlalchemy-async-preping`` and
+``driver-pool`` run it on the asyncio baselines instead (``service.baselines``). The driver is
+``POSTFORK_DRIVER``, asyncmy (default) or aiomysql.
+
+Around the service, from the inside out: sampled profiling, ``/metrics``, timing, and the
+lifespan (outermost: its warm-up request goes through all of it, counted by none of it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from ..asgi import (
+    LifespanMiddleware,
+    MetricsEndpoint,
+    ProfileSettings,
+    ProfilingMiddleware,
+    ServiceMetrics,
+    TimingMiddleware,
+)
+from ..pool import AsyncPool
+from ..url import DatabaseURL
+from .app import Service
+from .database import Database
+from .rows import text_datetimes
+from .settings import ASYNC_BASELINES, ServiceSettings, service_settings, with_query_timeouts
+
+WARMUP_PATH = "/v1/accounts/1/summary"
+
+
+def build(settings: ServiceSettings) -> Any:
+    """The service's ASGI application, wrapped in the middleware its settings ask for."""
+    if not logging.getLogger().handlers:  # the server did not configure logging: do it here
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    profile = ProfileSettings.parse(settings.profile)  # a typo fails the load, not a request
+    service, pool = _service(settings)
+    app: Any = service.asgi
+    if profile.enabled:
+        app = ProfilingMiddleware(app, profile)
+    metrics = None
+    if settings.metrics and pool is not None:
+        metrics = ServiceMetrics(pool)
+        app = MetricsEndpoint(app, metrics)
+    timing = TimingMiddleware(app, access_log_format=settings.access_log)
+    if metrics is not None:
+        timing.observers.append(metrics.observe)
+    baseline = getattr(service.database.pool, "open", None)
+    if pool is None and baseline is not None:
+        return BaselineLifespan(timing, service.database.pool)
+    if pool is None or settings.connect == "lazy":
+        return timing  # no warm-up: a worker connects on its first request
+    warmup = WARMUP_PATH if settings.connect == "warm" else None
+    lifespan = LifespanMiddleware(timing, pool, warmup_path=warmup)
+    service.ready = lifespan.postfork.ready
+    return lifespan
+
+
+def _service(settings: ServiceSettings) -> tuple[Service, AsyncPool | None]:
+    if settings.connect in ASYNC_BASELINES:
+        from .baselines import async_baseline
+
+        baseline = async_baseline(settings)
+        read_timeout = float(baseline.url.options.get("read_timeout", 0) or 0)
+        return Service(Database(baseline, read_timeout), None, settings.connect), None
+    url = async_query_timeouts(settings)
+    pool = AsyncPool(
+        url,
+        driver=settings.driver,
+        min_idle=0 if settings.connect == "lazy" else 1,
+        max_size=settings.pool_size,
+        checkout_timeout=settings.checkout_timeout,
+        connect_timeout=settings.connect_timeout,
+        autocommit=True,  # read-only service: no transaction to roll back on return
+        connect_args={"conv": text_datetimes(settings.driver)},  # see rows.py
+    )
+    read_timeout = float(url.options.get("read_timeout", 0) or 0)
+    service = Service(
+        Database(pool, read_timeout),
+        None,
+        settings.connect,
+        request_deadline=settings.request_deadline,
+    )
+    return service, pool
+
+
+class BaselineLifespan:
+    """A baseline's pool opened at start-up and closed at shutdown (the driver's pool makes
+    its connections there; SQLAlchemy's makes none until a request asks)."""
+
+    def __init__(self, app: Any, pool: Any) -> None:
+        self.app, self.pool = app, pool
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        await receive()
+        await self.pool.open()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await self.pool.close()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def async_query_timeouts(settings: ServiceSettings) -> DatabaseURL:
+    """The URL with the read timeout an asyncio driver takes: asyncmy a read_timeout (none
+    for writes: asyncio buffers them), aiomysql neither; the request's deadline bounds all."""
+    url = with_query_timeouts(settings)
+    keep = ("read_timeout",) if settings.driver == "asyncmy" else ()
+    dropped = {"read_timeout", "write_timeout"} - set(keep)
+    options = {key: value for key, value in url.options.items() if key not in dropped}
+    return dataclasses.replace(url, options=options)
+
+
+app: Any = build(service_settings(asgi=True))
