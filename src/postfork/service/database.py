@@ -56,7 +56,7 @@ class Database:
         """One query on a pooled connection; its failure classified (see :meth:`failure`)."""
         lease = self.pool.connection()
         async with entered(lease) as conn:
-            cursor = conn.cursor()
+            cursor = await result(conn.cursor())  # aiomysql's is awaited
             started = time.monotonic()
             try:
                 try:
