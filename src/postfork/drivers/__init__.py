@@ -9,8 +9,9 @@ missing one is a ConfigError naming the extra, raised when the driver is first a
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import ConfigError, MissingExtra
 from ..url import DatabaseURL
@@ -42,47 +43,59 @@ __all__ = [
 ]
 
 
+# name: (module in this package, adapter class, the other driver of the same kind)
+_ADAPTERS = {
+    "mysqlclient": ("mysqlclient", "MysqlclientDriver", "pymysql"),
+    "pymysql": ("pymysql", "PyMySQLDriver", "mysqlclient"),
+    "asyncmy": ("asyncmy", "AsyncmyDriver", "aiomysql"),
+    "aiomysql": ("aiomysql", "AiomysqlDriver", "asyncmy"),
+}
+
+
 @functools.cache
 def load_driver(name: str | None = None) -> Driver:
     """The DB-API adapter for ``name`` (default mysqlclient), created once per process
     (adapters hold no connection state)."""
-    name = name or "mysqlclient"
-    if name in ASYNC_DRIVER_NAMES:
-        raise ConfigError(
-            f"{name} is an asyncio driver: use postfork.AsyncPool (or mysql+mysqldb:// or "
-            "mysql+pymysql:// for postfork.Pool)"
-        )
-    if name == "mysqlclient":
-        from .mysqlclient import MysqlclientDriver
-
-        return _instantiate(MysqlclientDriver, "mysqlclient", other="pymysql")
-    if name == "pymysql":
-        from .pymysql import PyMySQLDriver
-
-        return _instantiate(PyMySQLDriver, "pymysql", other="mysqlclient")
-    raise ConfigError(f"unknown driver {name!r}; choose one of: {', '.join(DRIVER_NAMES)}")
+    adapter = _load(
+        name or "mysqlclient",
+        DRIVER_NAMES,
+        kind="driver",
+        other_kind="is an asyncio driver: use postfork.AsyncPool (or mysql+mysqldb:// or "
+        "mysql+pymysql:// for postfork.Pool)",
+    )
+    assert isinstance(adapter, Driver)
+    return adapter
 
 
 @functools.cache
 def load_async_driver(name: str | None = None) -> AsyncDriver:
     """The asyncio adapter for ``name`` (default asyncmy), created once per process."""
-    name = name or "asyncmy"
-    if name in DRIVER_NAMES:
-        raise ConfigError(
-            f"{name} is not an asyncio driver: use postfork.Pool, or a mysql+asyncmy:// or "
-            "mysql+aiomysql:// URL for postfork.AsyncPool"
-        )
-    if name == "asyncmy":
-        from .asyncmy import AsyncmyDriver
-
-        return _instantiate(AsyncmyDriver, "asyncmy", other="aiomysql")
-    if name == "aiomysql":
-        from .aiomysql import AiomysqlDriver
-
-        return _instantiate(AiomysqlDriver, "aiomysql", other="asyncmy")
-    raise ConfigError(
-        f"unknown asyncio driver {name!r}; choose one of: {', '.join(ASYNC_DRIVER_NAMES)}"
+    adapter = _load(
+        name or "asyncmy",
+        ASYNC_DRIVER_NAMES,
+        kind="asyncio driver",
+        other_kind="is not an asyncio driver: use postfork.Pool, or a mysql+asyncmy:// or "
+        "mysql+aiomysql:// URL for postfork.AsyncPool",
     )
+    assert isinstance(adapter, AsyncDriver)
+    return adapter
+
+
+def _load(name: str, names: tuple[str, ...], *, kind: str, other_kind: str) -> DriverBase:
+    if name not in names:
+        if name in _ADAPTERS:
+            raise ConfigError(f"{name} {other_kind}")
+        raise ConfigError(f"unknown {kind} {name!r}; choose one of: {', '.join(names)}")
+    module, class_name, other = _ADAPTERS[name]
+    try:
+        adapter: type[DriverBase] = getattr(
+            importlib.import_module(f".{module}", __name__), class_name
+        )
+        return adapter()
+    except ImportError as exc:
+        raise MissingExtra(
+            f"driver {name!r}", name, hint=f"or choose driver={other!r}, or a mysql+{other}:// URL"
+        ) from exc
 
 
 def installed_driver() -> str:
@@ -115,17 +128,3 @@ def connect(
         if adapter.is_driver_error(exc):
             raise translate_connect_error(adapter, exc, url) from exc
         raise
-
-
-D = TypeVar("D", bound=DriverBase)
-
-
-def _instantiate(cls: type[D], extra: str, *, other: str) -> D:
-    try:
-        return cls()
-    except ImportError as exc:
-        raise MissingExtra(
-            f"driver {cls.name!r}",
-            extra,
-            hint=f"or choose driver={other!r}, or a mysql+{other}:// URL",
-        ) from exc

@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..url import DatabaseURL
 from .aio import AsyncDriver, pipelined_connection_class, tls_arguments
+from .base import pymysql_family_kwargs
 
 
 class AiomysqlDriver(AsyncDriver):
@@ -30,19 +31,7 @@ class AiomysqlDriver(AsyncDriver):
     ) -> dict[str, Any]:
         # aiomysql offers TLS only where the server does (preferred falls back by itself);
         # required and stronger are checked after the connect (DriverBase.plain_text_refused)
-        kwargs: dict[str, Any] = {
-            "user": url.user,
-            "password": url.password,
-            "connect_timeout": connect_timeout,
-            "autocommit": autocommit,
-            "charset": url.options.get("charset", "utf8mb4"),
-        }
-        if url.unix_socket:
-            kwargs["unix_socket"] = url.unix_socket
-        else:
-            kwargs["host"], kwargs["port"] = url.host, url.port
-        if url.database:
-            kwargs["db"] = url.database
+        kwargs = pymysql_family_kwargs(url, connect_timeout, autocommit, database_key="db")
         for option in ("read_timeout", "write_timeout"):
             if option in url.options:
                 raise ConfigError(

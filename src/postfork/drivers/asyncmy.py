@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..url import DatabaseURL
 from .aio import AsyncDriver, pipelined_connection_class, tls_arguments
+from .base import pymysql_family_kwargs
 
 _CR_SSL_CONNECTION_ERROR = 2026
 
@@ -43,19 +44,7 @@ class AsyncmyDriver(AsyncDriver):
     def connect_kwargs(
         self, url: DatabaseURL, connect_timeout: float, autocommit: bool
     ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "user": url.user,
-            "password": url.password,
-            "connect_timeout": connect_timeout,
-            "autocommit": autocommit,
-            "charset": url.options.get("charset", "utf8mb4"),
-        }
-        if url.unix_socket:
-            kwargs["unix_socket"] = url.unix_socket
-        else:
-            kwargs["host"], kwargs["port"] = url.host, url.port
-        if url.database:
-            kwargs["database"] = url.database
+        kwargs = pymysql_family_kwargs(url, connect_timeout, autocommit)
         if "read_timeout" in url.options:
             kwargs["read_timeout"] = url.options["read_timeout"]
         if "write_timeout" in url.options:

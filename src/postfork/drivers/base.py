@@ -285,6 +285,27 @@ def point_fd_at_devnull(fd: int) -> None:
         os.close(devnull)
 
 
+def pymysql_family_kwargs(
+    url: DatabaseURL, connect_timeout: float, autocommit: bool, *, database_key: str = "database"
+) -> dict[str, Any]:
+    """The connect keywords PyMySQL and its asyncio ports (asyncmy, aiomysql) share; each adapter
+    adds its timeouts and TLS (aiomysql still names the schema ``db``)."""
+    kwargs: dict[str, Any] = {
+        "user": url.user,
+        "password": url.password,
+        "connect_timeout": connect_timeout,
+        "autocommit": autocommit,
+        "charset": url.options.get("charset", "utf8mb4"),
+    }
+    if url.unix_socket:
+        kwargs["unix_socket"] = url.unix_socket
+    else:
+        kwargs["host"], kwargs["port"] = url.host, url.port
+    if url.database:
+        kwargs[database_key] = url.database
+    return kwargs
+
+
 def connect_timeout_seconds(timeout: float) -> int:
     """libmysqlclient takes whole seconds; round up so a short timeout never becomes 0 (none)."""
     return max(1, math.ceil(timeout))

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from ..url import DatabaseURL
-from .base import Driver
+from .base import Driver, pymysql_family_kwargs
 from .tls import tls_files
 
 COM_QUERY = 3  # pymysql.constants.COMMAND.COM_QUERY (the protocol's own number)
@@ -145,19 +145,7 @@ def _connection_class(base: Any) -> Any:
 
 
 def _connect_kwargs(url: DatabaseURL, connect_timeout: float, autocommit: bool) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "user": url.user,
-        "password": url.password,
-        "connect_timeout": connect_timeout,
-        "autocommit": autocommit,
-        "charset": url.options.get("charset", "utf8mb4"),
-    }
-    if url.unix_socket:
-        kwargs["unix_socket"] = url.unix_socket
-    else:
-        kwargs["host"], kwargs["port"] = url.host, url.port
-    if url.database:
-        kwargs["database"] = url.database
+    kwargs = pymysql_family_kwargs(url, connect_timeout, autocommit)
     for key in ("read_timeout", "write_timeout"):
         if key in url.options:
             kwargs[key] = url.options[key]
