@@ -71,9 +71,7 @@ def get_as_a_proxy_would(port: int, path: str, resets: list[str] | None = None) 
         return get(port, path)
 
 
-def reads(
-    service: ServiceProcess, count: int, resets: list[str] | None = None
-) -> list[Response]:
+def reads(service: ServiceProcess, count: int, resets: list[str] | None = None) -> list[Response]:
     return [
         get_as_a_proxy_would(service.port, f"/notes/{index % len(NOTES) + 1}", resets)
         for index in range(count)

@@ -5,8 +5,6 @@ WSGI service (tests/e2e/test_silent_database.py, whose machinery this reuses): e
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
@@ -19,11 +17,11 @@ from tests.e2e.test_silent_database import (  # noqa: F401  (proxy: a fixture)
     RECOVERY,
     SILENCE,
     SLOW_MS,
-    Traffic,
     _back_within,
     _request_with_silence,
     answer_or_nothing,
     proxy,
+    silence_under_traffic,
 )
 
 # under load, uvicorn's workers (uvicorn --workers, gunicorn's UvicornWorker) and hypercorn's
@@ -48,31 +46,7 @@ def test_silence_under_load_is_answered_within_the_bound(
 ) -> None:
     served = options(server, max_requests=max_requests)
     with ServiceProcess(proxied(service_db.url, proxy.port), served) as service:
-        with Traffic(service.port) as traffic:
-            time.sleep(1.5)
-            proxy.command(silence)
-            silent_at = time.monotonic()
-            time.sleep(SILENCE)
-            proxy.command("flow")
-            back_at = time.monotonic()
-            time.sleep(3.0)
-        log = service.log()
-    answers = traffic.answers
-    unanswered = [(sent - silent_at, r.body) for sent, r in answers if r.status == 0]
-    assert {r.status for _, r in answers} <= {200, 503}, unanswered
-    slowest = max(r.elapsed for _, r in answers)
-    assert slowest < BOUND, f"an answer took {slowest:.2f}s"
-    during = [r for sent, r in answers if silent_at + 0.1 < sent and sent + r.elapsed < back_at]
-    assert len(during) >= 5, f"{len(during)} answers during the silence"
-    failed = [r for r in during if r.status == 503]
-    assert all(r.headers["retry-after"] == "1" and "error" in r.body for r in failed)
-    if silence == "hold":
-        assert len(failed) == len(during)
-    recovered = min(sent for sent, r in answers if sent > back_at and r.status == 200)
-    assert recovered - back_at < RECOVERY
-    late = [r for sent, r in answers if sent > recovered + 0.5 and r.status != 200]
-    assert not late, late[:3]
-    assert "Traceback" not in log and "WORKER TIMEOUT" not in log
+        silence_under_traffic(service, proxy, silence)
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "gunicorn-uvicorn", "hypercorn"])

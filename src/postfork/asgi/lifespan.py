@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import ConfigError
-from ..install import Installation, install, installation_of
+from ..install import Installation, WarmListener, install, installation_of
 from ..pool import AsyncPool
 from .types import WARMUP_SCOPE_KEY, ASGIApp, Message, Receive, Scope, Send
 
@@ -44,23 +44,31 @@ class PostforkStartup:
         *,
         warmup_path: str | None = None,
         warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
+        on_warm: WarmListener | None = None,
     ) -> None:
         if not targets:
             raise ConfigError("postfork.asgi needs at least one AsyncPool (or async engine)")
         if warmup_path is not None and not warmup_path.startswith("/"):
             raise ConfigError(f"warmup_path must be a path starting with '/', got {warmup_path!r}")
         self.targets = targets
+        self.on_warm = on_warm
         # at import: in a forking server's master this is its share (driver ready, no
         # connection kept); in a worker, the pools are registered for the start-up
         for target in targets:
-            _installed(target)
+            self._installed(target)
         self.warmup_path = warmup_path
         self.warmup_timeout = warmup_timeout
 
     @property
     def installations(self) -> list[Installation]:
         """Asked anew each time: an engine's pool may have been recreated (``dispose()``)."""
-        return [_installed(target) for target in self.targets]
+        return [self._installed(target) for target in self.targets]
+
+    def _installed(self, target: Any) -> Installation:
+        installation = installation_of(_async_pool(target)) or install(target)
+        if self.on_warm is not None and self.on_warm not in installation.on_warm:
+            installation.on_warm.append(self.on_warm)
+        return installation
 
     @property
     def pools(self) -> list[AsyncPool]:
@@ -105,11 +113,6 @@ class PostforkStartup:
                 log.warning("closing %r at shutdown failed: %r", pool, exc)
 
 
-def _installed(target: Any) -> Installation:
-    pool = _async_pool(target)
-    return installation_of(pool) or install(target)
-
-
 def _async_pool(target: Any) -> AsyncPool:
     """The AsyncPool of ``target`` (itself, or an async engine's), or a clear error."""
     if isinstance(target, AsyncPool):
@@ -134,10 +137,11 @@ class LifespanMiddleware:
         *targets: Any,
         warmup_path: str | None = None,
         warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
+        on_warm: WarmListener | None = None,
     ) -> None:
         self.app = app
         self.postfork = PostforkStartup(
-            targets, warmup_path=warmup_path, warmup_timeout=warmup_timeout
+            targets, warmup_path=warmup_path, warmup_timeout=warmup_timeout, on_warm=on_warm
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -225,11 +229,15 @@ def lifespan(
     app_lifespan: Callable[[Any], contextlib.AbstractAsyncContextManager[Any]] | None = None,
     warmup_path: str | None = None,
     warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
+    on_warm: WarmListener | None = None,
 ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]:
     """For Starlette and FastAPI's ``lifespan=``: ``FastAPI(lifespan=lifespan(pool))``. The
     app's own lifespan, if any, is ``app_lifespan`` (it runs inside, with the pools warm; its
-    state is the app's state). ``warmup_path``: one GET through the app before it serves."""
-    postfork = PostforkStartup(targets, warmup_path=warmup_path, warmup_timeout=warmup_timeout)
+    state is the app's state). ``warmup_path``: one GET through the app before it serves;
+    ``on_warm``: receives each worker's :class:`~postfork.WarmReport` (as ``install()``'s)."""
+    postfork = PostforkStartup(
+        targets, warmup_path=warmup_path, warmup_timeout=warmup_timeout, on_warm=on_warm
+    )
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:

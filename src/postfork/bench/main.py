@@ -17,7 +17,7 @@ def run_bench(
     options: BenchOptions, json_path: Path | None, plot_path: Path | None, console: Console
 ) -> int:
     """Exit status 0 when the run completed (missed targets are reported, not an error)."""
-    scenarios = select(list(options.scenario_names) or None)
+    scenarios = select(list(options.scenario_names) or None, asgi=options.asgi)
     planned = options.planned_seconds(len(scenarios))
     progress = Progress(
         TextColumn("{task.description:<40}"),

@@ -44,7 +44,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 warm["connects_on_request_path"] == 0,
             )
         )
-    if warm and "respawn_gap_to_fork_p50_ms" in warm:
+    wsgi = report["settings"]["server"] in ("uwsgi", "gunicorn")  # ASGI servers: measured only
+    if warm and "respawn_gap_to_fork_p50_ms" in warm and wsgi:
         gap, ready = warm["respawn_gap_to_fork_p50_ms"], warm["respawn_gap_to_ready_p50_ms"]
         out.append(
             _target("warm, open loop: respawn gap to fork, p50 (ms)", gap, "<= 10", gap <= 10)

@@ -1,4 +1,5 @@
-"""What ``postfork bench`` runs: the story's scenarios and the recycling-storm variants.
+"""What ``postfork bench`` runs: the story's scenarios and the recycling-storm variants; under
+an ASGI server, the service's ASGI twin with the asyncio scenarios.
 
 Every scenario is the same reference service on the same data behind the same delay proxy;
 only the connection strategy (``POSTFORK_CONNECT``) and the recycling options differ.
@@ -6,6 +7,7 @@ only the connection strategy (``POSTFORK_CONNECT``) and the recycling options di
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -16,22 +18,27 @@ class Scenario:
     recycle: bool  # False: max-requests off
     summary: str
     env: dict[str, str] = field(default_factory=dict)
-    uwsgi: tuple[str, ...] = ()  # extra server options
-    gunicorn: tuple[str, ...] = ()
+    extras: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # server options, by server
 
     def extra(self, server: str) -> tuple[str, ...]:
-        return self.uwsgi if server == "uwsgi" else self.gunicorn
+        return self.extras.get(server, ())
 
 
 # Recycling exactly as in the story: every worker after exactly max-requests requests (no
-# per-worker spread), so exactly 1 request in max-requests is a new worker's first.
-_EXACT = {"uwsgi": ("--max-requests-delta", "0"), "gunicorn": ("--max-requests-jitter", "0")}
+# per-worker spread), so exactly 1 request in max-requests is a new worker's first. uvicorn
+# has no spread to turn off.
+_NO_JITTER = ("--max-requests-jitter", "0")
+_EXACT = {
+    "uwsgi": ("--max-requests-delta", "0"),
+    "gunicorn": _NO_JITTER,
+    "gunicorn-uvicorn": _NO_JITTER,
+    "gunicorn-asgi": _NO_JITTER,
+    "hypercorn": _NO_JITTER,
+}
 
 
 def _story(name: str, connect: str, summary: str, recycle: bool = True) -> Scenario:
-    return Scenario(
-        name, connect, recycle, summary, uwsgi=_EXACT["uwsgi"], gunicorn=_EXACT["gunicorn"]
-    )
+    return Scenario(name, connect, recycle, summary, extras=_EXACT)
 
 
 STORY = (
@@ -59,15 +66,17 @@ STORMS = (
         True,
         "the server's own recycling defaults",
         env={"POSTFORK_ACCELERATE_RESPAWNS": "false"},
-        uwsgi=(
-            "--min-worker-lifetime",
-            "10",
-            "--max-requests-delta",
-            "0",
-            "--forkbomb-delay",
-            "2",
-        ),
-        gunicorn=("--max-requests-jitter", "0"),
+        extras={
+            "uwsgi": (
+                "--min-worker-lifetime",
+                "10",
+                "--max-requests-delta",
+                "0",
+                "--forkbomb-delay",
+                "2",
+            ),
+            "gunicorn": _NO_JITTER,
+        },
     ),
     Scenario(
         "storm: shipped",
@@ -88,8 +97,7 @@ def _orm(name: str, connect: str, summary: str) -> Scenario:
         True,
         summary,
         env={"POSTFORK_METRICS": "off"},
-        uwsgi=_EXACT["uwsgi"],
-        gunicorn=_EXACT["gunicorn"],
+        extras=_EXACT,
     )
 
 
@@ -107,14 +115,35 @@ ORM = (
 )
 
 
-def select(names: list[str] | None) -> tuple[Scenario, ...]:
-    """The story scenarios by name (always with no-recycle, the reference for the ratios)."""
+# Under an ASGI server: the service's ASGI twin on the asyncio pool, against what an asyncio
+# user has today: SQLAlchemy's async engine (AsyncAdaptedQueuePool: lazy, with and without
+# pre-ping) and the driver's own pool opened in the lifespan.
+ASGI_STORY = (
+    _story("no-recycle", "warm", "warm in the lifespan, max-requests off: the ideal", False),
+    _story("lazy", "lazy", "postfork's pool, connecting on a worker's first request"),
+    _story("sqlalchemy-async", "sqlalchemy-async", "SQLAlchemy's async engine, its own pool"),
+    _story(
+        "sqlalchemy-async+pre_ping",
+        "sqlalchemy-async-preping",
+        "SQLAlchemy's async engine, its own pool with pool_pre_ping",
+    ),
+    _story("driver-pool", "driver-pool", "the driver's create_pool(minsize=1) in the lifespan"),
+    _story("postfork", "postfork", "postfork.AsyncPool warm in the lifespan"),
+    _story("warm", "warm", "postfork.AsyncPool warm in the lifespan, then a warm-up request"),
+)
+ASGI_STORY_NAMES = tuple(scenario.name for scenario in ASGI_STORY)
+
+
+def select(names: list[str] | None, *, asgi: bool = False) -> tuple[Scenario, ...]:
+    """The scenarios by name (always with no-recycle, the reference for the ratios); ``asgi``:
+    the ASGI twin's."""
+    story, known = (ASGI_STORY, ASGI_STORY_NAMES) if asgi else (STORY, STORY_NAMES)
     if not names:
-        return STORY
-    unknown = sorted(set(names) - set(STORY_NAMES))
+        return story
+    unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(
-            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(STORY_NAMES)}"
+            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(known)}"
         )
     wanted = {"no-recycle", *names}
-    return tuple(scenario for scenario in STORY if scenario.name in wanted)
+    return tuple(scenario for scenario in story if scenario.name in wanted)

@@ -28,7 +28,7 @@ from ..install import WarmReport
 from ..service.schema import seed_database
 from ..service.settings import EVENT_LOG_VAR
 from ..tools.database import selected_database
-from ..tools.serve.command import ServeOptions
+from ..tools.serve.command import ASGI_SERVERS, ServeOptions
 from ..tools.serve.runner import ServiceProcess, free_port
 from ..url import DatabaseURL, parse_url
 from . import analysis, loadgen
@@ -66,9 +66,18 @@ class BenchOptions:
     storm_duration: float = 30.0
     storms: bool = True
     orm: bool = False  # also the ORM scenarios (the summary endpoint through SQLAlchemy, Django)
-    driver: str = "mysqlclient"
+    driver: str | None = None  # the server's default (see ServeOptions)
     database_url: str | None = None
     scenario_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.asgi:  # the storms and the ORM scenarios are the WSGI service's
+            object.__setattr__(self, "storms", False)
+            object.__setattr__(self, "orm", False)
+
+    @property
+    def asgi(self) -> bool:
+        return self.server in ASGI_SERVERS
 
     def open_rate(self, capacity_rps: float) -> float:
         """The asked rate, else the default share of the capacity the no-recycle closed loop

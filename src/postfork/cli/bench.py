@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..bench.scenarios import STORY_NAMES, select
-from ..errors import MissingExtra
+from ..bench.scenarios import ASGI_STORY_NAMES, STORY_NAMES, select
+from ..errors import ConfigError, MissingExtra
+from ..tools.serve.command import ASGI_SERVERS
 from . import options
 
 
@@ -36,6 +37,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     bench_options = BenchOptions.quick(**settings) if args.quick else BenchOptions(**settings)
+    try:
+        select(list(bench_options.scenario_names) or None, asgi=bench_options.asgi)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (under {args.server})") from None
     console = Console()
     if not console.is_terminal:  # a pipe or a file: do not squeeze the tables into 80 columns
         console = Console(width=130)
@@ -43,11 +48,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _scenario_list(text: str) -> list[str]:
+    """Names of the WSGI or the ASGI scenarios (checked against the server in cmd_bench)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    try:
-        select(names)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    unknown = sorted(set(names) - set(STORY_NAMES) - set(ASGI_STORY_NAMES))
+    if unknown:
+        known = ", ".join(sorted(set(STORY_NAMES) | set(ASGI_STORY_NAMES)))
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {', '.join(unknown)}; {known}")
     return names
 
 
@@ -60,7 +66,7 @@ def add_parser(commands: Any) -> None:
         "fixed rate and a closed loop, then the recycling-storm variants; prints the tables "
         "and the targets, writes --json and --plot.",
     )
-    options.server(parser, ("uwsgi", "gunicorn"), max_requests_minimum=1)
+    options.server(parser, ("uwsgi", "gunicorn", *ASGI_SERVERS), max_requests_minimum=1)
     parser.add_argument(
         "--db-delay-ms",
         type=options.non_negative_float,
@@ -88,7 +94,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--scenarios",
         type=_scenario_list,
-        help=f"comma-separated subset of {','.join(STORY_NAMES)}",
+        help=f"comma-separated subset of {','.join(STORY_NAMES)} (under an ASGI server: "
+        f"{','.join(ASGI_STORY_NAMES)})",
     )
     parser.add_argument("--no-storms", action="store_true", help="skip the recycling storms")
     parser.add_argument(
@@ -99,6 +106,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--quick", action="store_true", help="short runs: about 2.5 minutes")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="write the percentile plot")
-    options.driver(parser)
+    options.driver(parser, asyncio=True)
     options.database_url(parser)
     parser.set_defaults(handler=cmd_bench)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from ..drivers import DRIVER_NAMES
+from ..drivers import ASYNC_DRIVER_NAMES, DRIVER_NAMES
 from ..validate import (
     NON_NEGATIVE_INTEGER,
     NON_NEGATIVE_NUMBER,
@@ -44,8 +44,18 @@ def database_url(parser: argparse.ArgumentParser, *, temporary: bool = True) -> 
     )
 
 
-def driver(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--driver", choices=DRIVER_NAMES, default="mysqlclient")
+def driver(parser: argparse.ArgumentParser, *, asyncio: bool = False) -> None:
+    """``--driver``; with ``asyncio``, also the asyncio drivers (the default then depends on
+    the server: mysqlclient under a WSGI one, asyncmy under an ASGI one)."""
+    if not asyncio:
+        parser.add_argument("--driver", choices=DRIVER_NAMES, default="mysqlclient")
+        return
+    parser.add_argument(
+        "--driver",
+        choices=DRIVER_NAMES + ASYNC_DRIVER_NAMES,
+        default=None,
+        help="default: mysqlclient under uwsgi and gunicorn, asyncmy under the ASGI servers",
+    )
 
 
 def server(

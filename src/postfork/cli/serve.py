@@ -1,4 +1,5 @@
-"""``postfork serve``: the reference service under uWSGI, gunicorn or a development server."""
+"""``postfork serve``: the reference service under uWSGI, gunicorn or a development server, or
+its ASGI twin under uvicorn, gunicorn's uvicorn or ASGI worker, or hypercorn."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..service.settings import CONNECT_MODES
+from ..service.settings import ASGI_CONNECT_MODES, CONNECT_MODES
 from ..tools.serve.command import SERVERS
 from . import options
 
@@ -43,13 +44,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
     parser.add_argument(
         "--connect",
-        choices=CONNECT_MODES,
+        choices=sorted(set(CONNECT_MODES) | set(ASGI_CONNECT_MODES)),
         default="warm",
-        help="warm: postfork.install with warm-up (default); postfork: connect "
-        "after fork only; lazy: connect on first request (the story's before); "
-        "sqlalchemy: SQLAlchemy QueuePool with pool_pre_ping instead of postfork",
+        help="warm: postfork.install with warm-up (default; ASGI: warm in the lifespan, then a "
+        "warm-up request); postfork: connect after fork only (ASGI: warm in the lifespan); "
+        "lazy: connect on first request; sqlalchemy: SQLAlchemy QueuePool with pool_pre_ping "
+        "instead of postfork; ASGI: sqlalchemy-async[-preping], driver-pool",
     )
-    options.driver(parser)
+    options.driver(parser, asyncio=True)
     options.database_url(parser)
     parser.add_argument(
         "extra", nargs="*", help="after --: options passed to the server as they are"

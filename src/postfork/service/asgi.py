@@ -8,28 +8,23 @@ worker connects on its first request); ``sqlalchemy-async``, ``sqlalchemy-async-
 ``driver-pool`` run it on the asyncio baselines instead (``service.baselines``). The driver is
 ``POSTFORK_DRIVER``, asyncmy (default) or aiomysql.
 
-Around the service, from the inside out: sampled profiling, ``/metrics``, timing, and the
-lifespan (outermost: its warm-up request goes through all of it, counted by none of it).
+Around the service: the middleware of ``service.observed``, and the lifespan (outermost: its
+warm-up request goes through all of it, counted by none of it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
-from ..asgi import (
-    LifespanMiddleware,
-    MetricsEndpoint,
-    ProfileSettings,
-    ProfilingMiddleware,
-    ServiceMetrics,
-    TimingMiddleware,
-)
+from .. import asgi
+from ..asgi import LifespanMiddleware
 from ..pool import AsyncPool
 from ..url import DatabaseURL
 from .app import Service
 from .database import Database
+from .event_log import EventLog
+from .observed import configure_logging, observed
 from .rows import text_datetimes
 from .settings import ASYNC_BASELINES, ServiceSettings, service_settings, with_query_timeouts
 
@@ -38,29 +33,17 @@ WARMUP_PATH = "/v1/accounts/1/summary"
 
 def build(settings: ServiceSettings) -> Any:
     """The service's ASGI application, wrapped in the middleware its settings ask for."""
-    if not logging.getLogger().handlers:  # the server did not configure logging: do it here
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    profile = ProfileSettings.parse(settings.profile)  # a typo fails the load, not a request
+    configure_logging(settings)
     service, pool = _service(settings)
-    app: Any = service.asgi
-    if profile.enabled:
-        app = ProfilingMiddleware(app, profile)
-    metrics = None
-    if settings.metrics and pool is not None:
-        metrics = ServiceMetrics(pool)
-        app = MetricsEndpoint(app, metrics)
-    timing = TimingMiddleware(app, access_log_format=settings.access_log)
-    if metrics is not None:
-        timing.observers.append(metrics.observe)
+    timing = observed(service.asgi, pool, settings, asgi)
     baseline = getattr(service.database.pool, "open", None)
     if pool is None and baseline is not None:
         return BaselineLifespan(timing, service.database.pool)
     if pool is None or settings.connect == "lazy":
         return timing  # no warm-up: a worker connects on its first request
     warmup = WARMUP_PATH if settings.connect == "warm" else None
-    lifespan = LifespanMiddleware(timing, pool, warmup_path=warmup)
+    on_warm = EventLog(settings.event_log) if settings.event_log else None
+    lifespan = LifespanMiddleware(timing, pool, warmup_path=warmup, on_warm=on_warm)
     service.ready = lifespan.postfork.ready
     return lifespan
 
@@ -76,7 +59,9 @@ def _service(settings: ServiceSettings) -> tuple[Service, AsyncPool | None]:
     pool = AsyncPool(
         url,
         driver=settings.driver,
-        min_idle=0 if settings.connect == "lazy" else 1,
+        # an asyncio worker serves requests at once (after a respawn, the backlog arrives
+        # together): warm as many connections as it serves at once, not one
+        min_idle=0 if settings.connect == "lazy" else settings.pool_size,
         max_size=settings.pool_size,
         checkout_timeout=settings.checkout_timeout,
         connect_timeout=settings.connect_timeout,

@@ -162,12 +162,14 @@ class AsyncSQLAlchemyPool:
     def connection(self) -> _AsyncLease:
         return _AsyncLease(self, self._acquire, self._release)
 
-    async def _acquire(self) -> Any:
-        self._connection = await self.engine.raw_connection()
-        return self._connection.driver_connection
+    async def _acquire(self) -> tuple[Any, Any]:
+        checked_out = await self.engine.raw_connection()
+        return checked_out.driver_connection, checked_out
 
-    async def _release(self, conn: Any) -> None:
-        await greenlet_close(self._connection)
+    async def _release(self, checked_out: Any) -> None:
+        from sqlalchemy.util.concurrency import greenlet_spawn
+
+        await greenlet_spawn(checked_out.close)  # its reset awaits, in SQLAlchemy's greenlet
 
     def is_disconnect(self, exc: BaseException) -> bool:
         return self._driver.is_disconnect(getattr(exc, "orig", exc))
@@ -223,13 +225,13 @@ class DriverPool:
     def connection(self) -> _AsyncLease:
         return _AsyncLease(self, self._acquire, self._release)
 
-    async def _acquire(self) -> Any:
+    async def _acquire(self) -> tuple[Any, Any]:
         size = self.pool.size
         started = time.perf_counter()
         conn = await self.pool.acquire()
         if self.pool.size > size:  # it connected for this checkout
             self.connect_seconds += time.perf_counter() - started
-        return conn
+        return conn, conn
 
     async def _release(self, conn: Any) -> None:
         self.pool.release(conn)
@@ -250,11 +252,12 @@ class _AsyncLease:
     def __init__(
         self,
         pool: AsyncSQLAlchemyPool | DriverPool,
-        acquire: Callable[[], Awaitable[Any]],
+        acquire: Callable[[], Awaitable[tuple[Any, Any]]],
         release: Callable[[Any], Awaitable[None]],
     ) -> None:
         self._pool, self._acquire, self._release = pool, acquire, release
         self._conn: Any = None
+        self._handle: Any = None  # what the baseline's pool takes back
         self._held_since = 0.0
         self._invalid = False
 
@@ -262,7 +265,7 @@ class _AsyncLease:
         connected_before = self._pool.connect_seconds
         started = time.perf_counter()
         try:
-            self._conn = await self._acquire()
+            self._conn, self._handle = await self._acquire()
         finally:
             connect = self._pool.connect_seconds - connected_before
             timing.report_checkout(time.perf_counter() - started - connect, connect)
@@ -276,16 +279,9 @@ class _AsyncLease:
         try:
             if self._invalid:
                 self._conn.close()  # the driver's own close: the baseline pool drops it
-            await self._release(self._conn)
+            await self._release(self._handle)
         finally:
             timing.report_held(time.perf_counter() - self._held_since)
-
-
-async def greenlet_close(connection: Any) -> None:
-    """Give back SQLAlchemy's pooled connection (its reset runs in SQLAlchemy's greenlet)."""
-    from sqlalchemy.util.concurrency import greenlet_spawn
-
-    await greenlet_spawn(connection.close)
 
 
 def async_baseline(settings: Any) -> AsyncSQLAlchemyPool | DriverPool:

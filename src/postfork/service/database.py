@@ -79,8 +79,7 @@ class Database:
         limit = current_deadline()
         if limit is not None and limit.exceeded:
             return DeadlineExceeded(
-                f"the request's deadline ({limit.seconds:g}s) cut off a query after "
-                f"{waited:.3f}s",
+                f"the request's deadline ({limit.seconds:g}s) cut off a query after {waited:.3f}s",
                 seconds=limit.seconds,
             )
         if timed_out:  # a slow query: running it again would only double the wait

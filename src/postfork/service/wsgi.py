@@ -6,53 +6,31 @@ request), ``postfork`` (connect right after fork, nothing else: the story's fix)
 (connect on a worker's first request: the story's "before"); ``sqlalchemy`` runs it on
 SQLAlchemy's QueuePool with ``pool_pre_ping`` instead, the bench's baseline.
 
-Around the service, from the inside out: sampled profiling (``POSTFORK_PROFILE``, not wrapped
-at all when unset), ``/metrics``, and timing (``Server-Timing``, ``X-Worker``, the access log,
-and the metrics' observer: it sees every request, as the server counts them).
+Around the service: the middleware of ``service.observed``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
-from .. import environment
-from ..install import WarmReport, install
+from .. import environment, wsgi
+from ..install import install
 from ..pool import Pool
 from ..topology import Cluster
-from ..wsgi import (
-    MetricsEndpoint,
-    ProfileSettings,
-    ProfilingMiddleware,
-    ServiceMetrics,
-    TimingMiddleware,
-    WSGIApp,
-)
+from ..wsgi import WSGIApp
 from .app import ReplicaReads, Service
 from .database import Database
+from .event_log import EventLog
+from .observed import configure_logging, observed
 from .rows import text_datetimes
 from .settings import ServiceSettings, service_settings, with_query_timeouts
 
 
 def build(settings: ServiceSettings) -> WSGIApp:
     """The service's WSGI application, wrapped in the middleware its settings ask for."""
-    if not logging.getLogger().handlers:  # the server did not configure logging: do it here
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    profile = ProfileSettings.parse(settings.profile)  # a typo fails the load, not a request
+    configure_logging(settings)
     app, pool = _application(settings)
-    if profile.enabled:
-        app = ProfilingMiddleware(app, profile)
-    metrics = None
-    if settings.metrics and pool is not None:
-        metrics = ServiceMetrics(pool)
-        app = MetricsEndpoint(app, metrics)
-    timing = TimingMiddleware(app, access_log_format=settings.access_log)
-    if metrics is not None:  # every request is counted, /metrics too (as the server counts it)
-        timing.observers.append(metrics.observe)
-    return timing
+    return observed(app, pool, settings, wsgi)  # type: ignore[no-any-return]
 
 
 def _application(settings: ServiceSettings) -> tuple[WSGIApp, Pool | Cluster | None]:
@@ -120,28 +98,12 @@ def _service(settings: ServiceSettings) -> Service:
         settings.connect,
         request_deadline=settings.request_deadline,
     )
-    on_warm = _EventLog(settings.event_log) if settings.event_log else None
+    on_warm = EventLog(settings.event_log) if settings.event_log else None
     if settings.connect == "warm":
         service.ready = install(pool, warmup=service.warmup_request, on_warm=on_warm).ready
     elif settings.connect == "postfork":
         service.ready = install(pool, preload=False, on_warm=on_warm).ready
     return service
-
-
-class _EventLog:
-    """Appends each worker's WarmReport as one JSON line (``POSTFORK_EVENT_LOG``): the bench
-    times respawns from these records, not from the wording of a log line."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self, report: WarmReport) -> None:
-        line = (report.to_json() + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write of one short line: appends from workers never mix
-        finally:
-            os.close(fd)
 
 
 application: Any = build(service_settings())

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from ... import environment
 from ...deploy import GUNICORN_CONF, UWSGI_INI
+from ...drivers import ASYNC_DRIVER_NAMES
 from ...errors import ConfigError
+from ...service.settings import ASGI_CONNECT_MODES, CONNECT_MODES
 from ...url import DatabaseURL
 
 WSGI_SERVERS = ("uwsgi", "gunicorn", "dev")
@@ -38,9 +40,26 @@ class ServeOptions:
     max_requests: int = 100  # 0: never recycle
     bind: str = "127.0.0.1:8000"
     connect: str = "warm"
-    driver: str = "mysqlclient"
+    driver: str | None = None  # None: mysqlclient under a WSGI server, asyncmy under an ASGI one
     extra: tuple[str, ...] = ()  # passed to the server as they are
     app: str | None = None  # module:attribute to serve instead of the reference service
+
+    def __post_init__(self) -> None:
+        modes = ASGI_CONNECT_MODES if self.asgi else CONNECT_MODES
+        if self.server in SERVERS and self.connect not in modes:
+            raise ConfigError(
+                f"--connect {self.connect} is not a mode of the service under {self.server}; "
+                f"choose one of {', '.join(modes)}"
+            )
+        asyncio_driver = self.driver in ASYNC_DRIVER_NAMES
+        if self.driver is None:
+            object.__setattr__(self, "driver", "asyncmy" if self.asgi else "mysqlclient")
+        elif asyncio_driver != self.asgi:
+            kind = "an ASGI server: asyncmy or aiomysql" if self.asgi else "a WSGI server"
+            raise ConfigError(
+                f"--driver {self.driver} does not run under {self.server} ({kind}); leave "
+                "--driver out for the server's default"
+            )
 
     @property
     def asgi(self) -> bool:
@@ -145,7 +164,7 @@ def server_environment(url: DatabaseURL, options: ServeOptions) -> dict[str, str
         **os.environ,
         environment.DATABASE_URL_VAR: url.render_secret(),
         "POSTFORK_CONNECT": options.connect,
-        "POSTFORK_DRIVER": options.driver,
+        "POSTFORK_DRIVER": str(options.driver),
         "POSTFORK_BIND": options.bind,
     }
     if not env.get(environment.METRICS_DIR_VAR, "").strip():
