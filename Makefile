@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-asgi test-django test-cluster lint typecheck layers bench bench-gunicorn bench-orm bench-pool clean
+.PHONY: demo test test-asgi test-django test-cluster lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -67,14 +67,20 @@ bench: $(STAMP)
 bench-gunicorn: $(STAMP)
 	$(BIN)/postfork bench --server gunicorn --json benchmarks/results/bench-gunicorn.json --plot benchmarks/results/bench-gunicorn.png
 
+# The asyncio scenarios (the service's ASGI twin) under gunicorn's uvicorn worker, about 9 minutes.
+bench-asgi: $(STAMP)
+	$(BIN)/postfork bench --server gunicorn-uvicorn --json benchmarks/results/bench-gunicorn-uvicorn.json --plot benchmarks/results/bench-gunicorn-uvicorn.png
+
 # The ORM scenarios (SQLAlchemy and Django, stock and on postfork), about 9 minutes.
 bench-orm: $(STAMP)
 	$(BIN)/postfork bench --orm --scenarios no-recycle --no-storms --json benchmarks/results/bench-orm.json --plot benchmarks/results/bench-orm.png
 
-# Instructions per checkout under callgrind (valgrind), then wall clock local and through the proxy.
+# Instructions per checkout under callgrind (valgrind), then wall clock local and through the
+# proxy: the thread pool against its peers, then the asyncio pool against its own.
 bench-pool: $(STAMP)
 	./scripts/system-deps.sh valgrind
 	$(BIN)/python benchmarks/pool_overhead.py --iterations 20000 --json benchmarks/results/pool_overhead.json
+	$(BIN)/python benchmarks/pool_overhead.py --asyncio --iterations 20000 --json benchmarks/results/pool_overhead_async.json
 
 clean:
 	rm -rf $(VENV) $(DJANGO42) .cache build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

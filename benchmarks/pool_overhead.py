@@ -3,8 +3,12 @@
 Variants (all mysqlclient, same connect arguments): one raw connection reused (the floor),
 postfork.Pool, a read routed by postfork.Cluster, SQLAlchemy QueuePool with and without
 pool_pre_ping, SQLAlchemy on postfork's pool (PostforkPool), DBUtils PooledDB with its
-defaults. Networks: the database's own socket,
-and a delay proxy adding ~1 ms each way.
+defaults. With ``--asyncio``, the asyncio variants instead: a raw asyncmy connection (the
+floor), postfork.AsyncPool, SQLAlchemy's AsyncAdaptedQueuePool with and without pre-ping and
+SQLAlchemy's async engine on postfork (the checkout under ``engine.raw_connection()``), and on
+aiomysql: its raw connection (that driver's floor), postfork.AsyncPool, aiomysql's own pool.
+Each asyncio iteration is awaited in one event loop that runs a whole batch. Networks: the
+database's own socket, and a delay proxy adding ~1 ms each way.
 
 Three measures, because wall clock on the local socket is at the mercy of the scheduler on this
 shared 2-core VM (the same SELECT 1 takes 13 or 70 us depending on where the server's thread
@@ -17,11 +21,14 @@ wakes up):
   (client chunks / iterations): SELECT 1 is one, anything above is what the pool added.
 
     .venv/bin/python benchmarks/pool_overhead.py [--iterations 20000] [--json PATH]
+    .venv/bin/python benchmarks/pool_overhead.py --asyncio [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import json
 import os
 import platform
@@ -32,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from postfork import DatabaseURL, Pool, parse_url
@@ -39,8 +47,9 @@ from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 from postfork.drivers import load_driver
 from postfork.tools.database import selected_database
 
-Iteration = Callable[[], None]
+Iteration = Callable[[], Any]  # a plain function, or a coroutine function (asyncio variants)
 Variant = Callable[[DatabaseURL], AbstractContextManager[Iteration]]
+LOOP = asyncio.new_event_loop()  # every asyncio variant's, for the whole run
 WARMUP = 500
 CHILD_URL = "POSTFORK_POOL_OVERHEAD_URL"
 CALLGRIND_SHORT, CALLGRIND_LONG = 500, 2500
@@ -174,6 +183,164 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+def batch(iteration: Iteration) -> Callable[[int], None]:
+    """``run(n)``: n iterations; an asyncio variant's, awaited in LOOP within one run."""
+    if not inspect.iscoroutinefunction(iteration):
+
+        def run(count: int) -> None:
+            for _ in range(count):
+                iteration()
+
+        return run
+
+    async def many(count: int) -> None:
+        for _ in range(count):
+            await iteration()
+
+    return lambda count: LOOP.run_until_complete(many(count))
+
+
+async def select_one_async(conn: Any) -> None:
+    cursor = conn.cursor()
+    if inspect.isawaitable(cursor):  # aiomysql's cursor() is awaited
+        cursor = await cursor
+    await cursor.execute("SELECT 1")
+    await cursor.fetchall()
+    await cursor.close()
+
+
+def async_connect_args(url: DatabaseURL, driver: str) -> dict[str, Any]:
+    from postfork.drivers import load_async_driver
+
+    return load_async_driver(driver).connect_arguments(url, 5, False, None)
+
+
+def raw_async(driver: str) -> Variant:
+    @contextmanager
+    def variant(url: DatabaseURL) -> Iterator[Iteration]:
+        from postfork.drivers import load_async_driver
+
+        adapter = load_async_driver(driver)
+        conn = LOOP.run_until_complete(adapter.connect(url, connect_timeout=5, autocommit=False))
+
+        async def iteration() -> None:
+            await select_one_async(conn)
+
+        yield iteration
+        LOOP.run_until_complete(adapter.close(conn))
+
+    return variant
+
+
+def postfork_async_pool(driver: str) -> Variant:
+    @contextmanager
+    def variant(url: DatabaseURL) -> Iterator[Iteration]:
+        from postfork import AsyncPool
+
+        pool = AsyncPool(url, driver=driver, min_idle=1, max_size=1)
+        LOOP.run_until_complete(pool.open())
+
+        async def iteration() -> None:
+            async with pool.connection() as conn:
+                await select_one_async(conn)
+
+        yield iteration
+        LOOP.run_until_complete(pool.close())
+
+    return variant
+
+
+def sqlalchemy_async(pre_ping: bool | None) -> Variant:
+    """SQLAlchemy's async engine at the pool's level: ``raw_connection()`` checks out, its
+    ``close()`` (in SQLAlchemy's greenlet: the reset awaits) returns. ``pre_ping=None``: on
+    postfork's pool (AsyncPostforkPool)."""
+
+    @contextmanager
+    def variant(url: DatabaseURL) -> Iterator[Iteration]:
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.util.concurrency import greenlet_spawn
+
+        from postfork.sqlalchemy import AsyncPostforkPool, engine_url
+
+        options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0}
+        if pre_ping is None:
+            options.update(poolclass=AsyncPostforkPool, min_idle=1)
+        else:
+            options["pool_pre_ping"] = pre_ping
+        engine = create_async_engine(engine_url(url, "asyncmy"), **options)
+        if pre_ping is None:
+            LOOP.run_until_complete(engine.sync_engine.pool.postfork_pool.open())
+
+        async def iteration() -> None:
+            fairy = await engine.raw_connection()
+            await select_one_async(fairy.driver_connection)
+            await greenlet_spawn(fairy.close)
+
+        yield iteration
+        LOOP.run_until_complete(engine.dispose())
+
+    return variant
+
+
+@contextmanager
+def aiomysql_pool(url: DatabaseURL) -> Iterator[Iteration]:
+    """aiomysql's own pool, minsize 1, as a careful user opens it in a lifespan."""
+    import aiomysql
+
+    pool = LOOP.run_until_complete(
+        aiomysql.create_pool(minsize=1, maxsize=1, **async_connect_args(url, "aiomysql"))
+    )
+
+    async def iteration() -> None:
+        async with pool.acquire() as conn:
+            await select_one_async(conn)
+
+    yield iteration
+    pool.close()
+    LOOP.run_until_complete(pool.wait_closed())
+
+
+ASYNC_VARIANTS: dict[str, Variant] = {
+    "raw asyncmy connection (floor)": raw_async("asyncmy"),
+    "postfork.AsyncPool": postfork_async_pool("asyncmy"),
+    "SQLAlchemy AsyncAdaptedQueuePool": sqlalchemy_async(pre_ping=False),
+    "SQLAlchemy AsyncAdaptedQueuePool + pre_ping": sqlalchemy_async(pre_ping=True),
+    "SQLAlchemy async on postfork": sqlalchemy_async(pre_ping=None),
+    "raw aiomysql connection (floor)": raw_async("aiomysql"),
+    "postfork.AsyncPool (aiomysql)": postfork_async_pool("aiomysql"),
+    "aiomysql create_pool": aiomysql_pool,
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A set of variants and how to read them: each one's overhead is over its driver's
+    floor; ``ours`` is postfork's, ``baseline`` the one with the target ratio."""
+
+    variants: dict[str, Variant]
+    ours: str
+    baseline: str
+    target: float
+
+    def floor_of(self, name: str) -> str:
+        if name in ASYNC_VARIANTS:
+            return (
+                "raw aiomysql connection (floor)"
+                if "aiomysql" in name
+                else "raw asyncmy connection (floor)"
+            )
+        return "raw connection (floor)"
+
+
+SUITES = {
+    "sync": Suite(VARIANTS, "postfork.Pool", "SQLAlchemy QueuePool + pre_ping", 5.0),
+    "asyncio": Suite(
+        ASYNC_VARIANTS, "postfork.AsyncPool", "SQLAlchemy AsyncAdaptedQueuePool + pre_ping", 3.0
+    ),
+}
+SUITE = SUITES["sync"]  # --asyncio: SUITES["asyncio"]
+
+
 def measure(
     url: DatabaseURL, iterations: int, delay_ms: float | None
 ) -> dict[str, dict[str, float]]:
@@ -183,22 +350,20 @@ def measure(
     per_round = iterations // ROUNDS
     with ExitStack() as stack:
         proxies: dict[str, ProxyProcess] = {}
-        iterations_of: dict[str, Iteration] = {}
-        for name, variant in VARIANTS.items():
+        iterations_of: dict[str, Callable[[int], None]] = {}
+        for name, variant in SUITE.variants.items():
             target = url
             if delay_ms is not None:
                 proxies[name] = stack.enter_context(ProxyProcess(proxy_target(url), delay_ms))
                 target = proxied(url, proxies[name].port)
-            iterations_of[name] = stack.enter_context(variant(target))
-        for iteration in iterations_of.values():
-            for _ in range(WARMUP):
-                iteration()
-        means: dict[str, list[float]] = {name: [] for name in VARIANTS}
+            iterations_of[name] = batch(stack.enter_context(variant(target)))
+        for run in iterations_of.values():
+            run(WARMUP)
+        means: dict[str, list[float]] = {name: [] for name in SUITE.variants}
         for round_number in range(ROUNDS):
-            for name, iteration in iterations_of.items():
+            for name, run in iterations_of.items():
                 started = time.perf_counter()
-                for _ in range(per_round):
-                    iteration()
+                run(per_round)
                 means[name].append((time.perf_counter() - started) / per_round)
             print(f"  round {round_number + 1}/{ROUNDS}", file=sys.stderr, flush=True)
         results = {
@@ -209,24 +374,24 @@ def measure(
             results[name]["round_trips_per_iteration"] = counters["client_chunks"] / (
                 WARMUP + per_round * ROUNDS
             )
-    floor = results["raw connection (floor)"]["us_per_iteration"]
-    for row in results.values():
+    for name, row in results.items():
+        floor = results[SUITE.floor_of(name)]["us_per_iteration"]
         row["overhead_us"] = row["us_per_iteration"] - floor
     return results
 
 
 def run_variant(name: str, count: int, url: DatabaseURL) -> None:
     """The loop callgrind counts (in a child process): open, warm up, ``count`` iterations."""
-    with VARIANTS[name](url) as iteration:
-        for _ in range(WARMUP + count):
-            iteration()
+    variants = {**VARIANTS, **ASYNC_VARIANTS}
+    with variants[name](url) as iteration:
+        batch(iteration)(WARMUP + count)
 
 
 def instructions_per_iteration(url: DatabaseURL) -> dict[str, dict[str, float]]:
     """Per variant: (instructions for LONG iterations - for SHORT) / (LONG - SHORT), so the
     start-up cancels out; the floor's figure is what SELECT 1 itself costs the client."""
     results: dict[str, dict[str, float]] = {}
-    for name in VARIANTS:
+    for name in SUITE.variants:
         counted = {}
         for count in (CALLGRIND_SHORT, CALLGRIND_LONG):
             command = [
@@ -244,14 +409,14 @@ def instructions_per_iteration(url: DatabaseURL) -> dict[str, dict[str, float]]:
         )
         results[name] = {"instructions": per}
         print(f"  {name}: {per:,.0f} instructions", file=sys.stderr, flush=True)
-    floor = results["raw connection (floor)"]["instructions"]
-    for row in results.values():
+    for name, row in results.items():
+        floor = results[SUITE.floor_of(name)]["instructions"]
         row["overhead_instructions"] = row["instructions"] - floor
     return results
 
 
 def print_instructions(results: dict[str, dict[str, float]]) -> None:
-    ours = results["postfork.Pool"]["overhead_instructions"]
+    ours = results[SUITE.ours]["overhead_instructions"]
     print("\nin-process instructions per iteration (callgrind)")
     print(f"  {'variant':<34} {'instructions':>12} {'overhead':>10} {'vs postfork':>12}")
     for name, row in results.items():
@@ -283,7 +448,7 @@ def proxy_rtt_ms(url: DatabaseURL, delay_ms: float) -> dict[str, float]:
 
 
 def print_table(title: str, results: dict[str, dict[str, float]]) -> None:
-    postfork_overhead = results["postfork.Pool"]["overhead_us"]
+    postfork_overhead = results[SUITE.ours]["overhead_us"]
     print(f"\n{title}")
     print(
         f"  {'variant':<34} {'us/iter':>9} {'overhead us':>12} {'vs postfork':>12} {'RTT/iter':>9}"
@@ -304,8 +469,11 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=1.0)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    parser.add_argument("--asyncio", action="store_true", help="the asyncio variants instead")
     parser.add_argument("--run", nargs=2, metavar=("VARIANT", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global SUITE
+    SUITE = SUITES["asyncio" if args.asyncio else "sync"]
     if args.run:
         run_variant(args.run[0], int(args.run[1]), parse_url(os.environ[CHILD_URL]))
         return
@@ -327,10 +495,13 @@ def main() -> None:
     for network, key in (("instructions", "overhead_instructions"), ("local", "overhead_us")):
         rows = report.get(network)
         if rows:
-            ratio = rows["SQLAlchemy QueuePool + pre_ping"][key] / rows["postfork.Pool"][key]
-            print(f"{network}: QueuePool+pre_ping overhead / postfork's = {ratio:.1f}x (target 5x)")
+            ratio = rows[SUITE.baseline][key] / rows[SUITE.ours][key]
+            print(
+                f"{network}: {SUITE.baseline} overhead / postfork's = {ratio:.1f}x "
+                f"(target {SUITE.target:g}x)"
+            )
     rows = report.get("instructions")
-    if rows:
+    if rows and not args.asyncio:
         ratio = (
             rows["SQLAlchemy on postfork"]["overhead_instructions"]
             / rows["SQLAlchemy QueuePool"]["overhead_instructions"]

@@ -1,0 +1,19 @@
+# examples/asgi/fastapi_app.py: FastAPI on SQLAlchemy's async engine, on postfork
+import os
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+import postfork.asgi
+import postfork.sqlalchemy
+
+engine = postfork.sqlalchemy.create_async_engine(os.environ["DATABASE_URL"], pool_size=4)
+app = FastAPI(lifespan=postfork.asgi.lifespan(engine))  # warm before the first request
+
+
+@app.get("/accounts/{account_id}")
+async def account(account_id: int) -> dict[str, object]:
+    query = text("SELECT name FROM accounts WHERE id = :id")
+    async with engine.connect() as conn:
+        name = await conn.scalar(query, {"id": account_id})
+    return {"id": account_id, "name": name}
