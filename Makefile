@@ -32,8 +32,9 @@ test-asgi: $(STAMP)
 	$(BIN)/pytest -q tests/asgi
 
 # Django's own test suite (backends, basic, transactions, select_for_update, queries,
-# model_fields, aggregation) on postfork.django and on stock Django's MySQL backend, side by side:
-# the installed Django (5.2) and 4.2 LTS (in .venv-django42). About 2 minutes.
+# model_fields, aggregation; async, async_queryset, asgi, handlers) on postfork.django and on
+# stock Django's MySQL backend, side by side: the installed Django (5.2) and 4.2 LTS (in
+# .venv-django42). About 3 minutes.
 DJANGO42 := .venv-django42
 $(DJANGO42)/.installed: pyproject.toml
 	test -x $(DJANGO42)/bin/python || $(PYTHON) -m venv $(DJANGO42)

@@ -32,6 +32,11 @@ MODULES = (
     "queries",
     "model_fields",
     "aggregation",
+    # async code: the async ORM, async views and Django's ASGI handler
+    "async",
+    "async_queryset",
+    "asgi",
+    "handlers",
 )
 BACKENDS = {"stock": "django.db.backends.mysql", "postfork": "postfork.django"}
 # A test whose result differs between the backends for a reason that is not a defect.

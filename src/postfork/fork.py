@@ -10,6 +10,12 @@ registry never keeps anything alive.
 from __future__ import annotations
 
 import atexit
+
+# The child's listeners may run code that hands work to a thread pool (Django's ASGI handler
+# warming a worker, asyncio's run_in_executor). The standard library's thread pools re-create
+# their module lock in the child in an at-fork hook of their own, and those hooks run in
+# registration order: that module is imported (its hook registered) before this one's.
+import concurrent.futures.thread  # noqa: F401
 import gc
 import itertools
 import logging

@@ -59,16 +59,20 @@ def aborted_clients(db: EmbeddedMariaDB) -> int:
     return int(db.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")[0][1])
 
 
-def get_as_a_proxy_would(port: int, path: str, resets: list[str] | None = None) -> Response:
-    """GET, sent again once if the server reset the connection before answering (uvicorn and
-    hypercorn do to a connection accepted just before a recycled worker shuts down; a proxy
-    in front retries such an idempotent request). ``resets`` collects the paths it resent."""
+def get_as_a_proxy_would(
+    port: int, path: str, resets: list[str] | None = None, method: str = "GET"
+) -> Response:
+    """The request, sent again once if the server reset the connection before answering
+    (uvicorn and hypercorn do to a connection accepted just before a recycled worker shuts
+    down; a proxy in front retries such a request: the server closes only connections whose
+    request it has not parsed, so even a POST was not run). ``resets`` collects the paths it
+    resent."""
     try:
-        return get(port, path)
+        return get(port, path, method=method)
     except (ConnectionResetError, http.client.RemoteDisconnected):
         if resets is not None:
             resets.append(path)
-        return get(port, path)
+        return get(port, path, method=method)
 
 
 def reads(service: ServiceProcess, count: int, resets: list[str] | None = None) -> list[Response]:

@@ -1,8 +1,10 @@
-"""Where this process runs: a uWSGI or gunicorn master or worker, or no pre-fork server at all."""
+"""Where this process runs: a uWSGI or gunicorn master or worker, a worker of an ASGI server
+that spawns its workers (uvicorn, hypercorn, daphne), or no server at all."""
 
 from __future__ import annotations
 
 import enum
+import sys
 
 from . import gunicorn, uwsgi
 
@@ -22,3 +24,26 @@ def detect() -> tuple[str, Role]:
     if in_arbiter is not None:
         return "gunicorn", Role.MASTER if in_arbiter else Role.WORKER
     return "none", Role.STANDALONE
+
+
+# The module each ASGI server has imported by the time it imports the app it serves (in every
+# worker it spawns: each one imports the app afresh).
+_ASGI_SERVER_MODULES = (
+    ("uvicorn", "uvicorn.server"),
+    ("hypercorn", "hypercorn.asyncio.run"),
+    ("daphne", "daphne.server"),
+)
+
+
+def serving() -> str | None:
+    """The server whose requests this process serves (a uWSGI or gunicorn worker, or a process
+    of uvicorn, hypercorn or daphne), None otherwise (a master, a script, ``manage.py``)."""
+    server, role = detect()
+    if role is Role.WORKER:
+        return server
+    if role is Role.MASTER:
+        return None
+    for name, module in _ASGI_SERVER_MODULES:
+        if module in sys.modules:
+            return name
+    return None

@@ -5,7 +5,10 @@ the worker's postfork pool and go back to it when Django would close them.
 - ``init_connection_state`` (``SET SESSION TRANSACTION ISOLATION LEVEL ...``) runs once per
   server session, not on every checkout;
 - ``is_usable`` (health checks, ``CONN_HEALTH_CHECKS``) costs no round trip;
-- ``_close`` gives the connection back (a transaction left open is rolled back without waiting).
+- ``_close`` gives the connection back (a transaction left open is rolled back without waiting);
+- under ASGI a request's connections go back when it ends whatever ``CONN_MAX_AGE`` says
+  (``pools.give_back_after_asgi_request``): every request runs in a context of its own, and a
+  connection kept for the next request would be kept by nobody.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from django.db import OperationalError
 from django.db.backends.mysql import base as mysql
+from django.utils.functional import cached_property
 
 from ...errors import DatabaseUnavailable, PoolError
 from ...pool import Lease, Pool
@@ -36,6 +40,13 @@ class DatabaseWrapper(mysql.DatabaseWrapper):  # type: ignore[misc]
         """This alias's pool in this process (made on first use)."""
         params = self.get_connection_params()
         return pools.pool_for(self.alias, self.settings_dict, params)
+
+    @cached_property  # type: ignore[untyped-decorator]
+    def mysql_server_data(self) -> dict[str, Any]:
+        """The server's facts (version, sql_mode...), asked once per process and database:
+        Django asks once per connection object, and under ASGI each request has its own."""
+        ask = mysql.DatabaseWrapper.mysql_server_data.func
+        return pools.server_facts(self.alias, self.settings_dict, lambda: ask(self))
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()

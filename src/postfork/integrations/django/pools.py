@@ -8,18 +8,23 @@ MySQL backend sends it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
 import logging
+import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.core.signals import request_finished, request_started
+
 from ... import fork
-from ...install import install, installation_of
+from ...install import DEFAULT_WARMUP_TIMEOUT, install, installation_of
 from ...pool import Pool, PoolOptions
+from ...servers import detect, serving
 from ...upkeep import upkeep
 from ...url import DatabaseURL
 
@@ -27,10 +32,12 @@ log = logging.getLogger("postfork.django")
 
 POOL_OPTION = "pool"  # DATABASES[alias]["OPTIONS"]["pool"]: the pool's own options
 SESSION_READY = "django.session"  # Slot.info key: Django's session set-up ran on it
+WARMUP_KEY = "postfork.warmup"  # in the warm-up request's WSGI environ or ASGI scope
 
 _lock = threading.Lock()
 _pools: dict[str, tuple[tuple[Any, ...], Pool]] = {}  # alias -> (settings key, pool)
 _wrappers: weakref.WeakSet[Any] = weakref.WeakSet()  # every DatabaseWrapper on postfork
+_server_facts: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}  # alias -> (key, facts)
 
 
 def pool_for(alias: str, settings: Mapping[str, Any], connect_args: dict[str, Any]) -> Pool:
@@ -48,8 +55,28 @@ def pool_for(alias: str, settings: Mapping[str, Any], connect_args: dict[str, An
     return pool
 
 
+def server_facts(
+    alias: str, settings: Mapping[str, Any], ask: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """``ask()``'s answer for this alias and settings, kept for the process (workers inherit a
+    master's)."""
+    key = _settings_key(settings)
+    with _lock:
+        known = _server_facts.get(alias)
+    if known is not None and known[0] == key:
+        return known[1]
+    facts = ask()
+    with _lock:
+        _server_facts[alias] = (key, facts)
+    return facts
+
+
 def _new_pool(settings: Mapping[str, Any], connect_args: dict[str, Any]) -> Pool:
     options = dict(settings.get("OPTIONS", {}).get(POOL_OPTION) or {})
+    if "min_idle" not in options and _serves_concurrently():
+        # an ASGI worker runs several requests at once, each on a thread of its own: warm
+        # as many connections as it may use, or the second concurrent request connects
+        options["min_idle"] = options.get("max_size", PoolOptions().max_size)
     checked = PoolOptions.from_mapping(options, where="OPTIONS['pool'] key(s)")
     import MySQLdb  # Django's driver; PyMySQL when installed as MySQLdb
 
@@ -92,11 +119,12 @@ class DjangoLifecycle:
 
     def __init__(self) -> None:
         self.aliases: tuple[str, ...] = ()
+        self.warmed = threading.Event()  # cleared while a warm-up on a thread runs
+        self.warmed.set()
 
     def install(self, aliases: tuple[str, ...]) -> None:
         """From the app's ready(): each alias's pool installed; the main thread's connections
         set up in the master (or now, without one), so no worker's first request does it."""
-        from django.core.signals import request_finished
         from django.db import connections
 
         self.aliases = aliases
@@ -137,47 +165,88 @@ class DjangoLifecycle:
         self.after_fork_warm()
 
     def after_fork_warm(self) -> None:
+        """In a process that serves requests (a uWSGI or gunicorn worker, or a worker of an
+        ASGI server): each alias's session set up through Django, then the warm-up request.
+
+        In a worker forked from a master that loaded the app, that happens now. Where the app
+        loads in the worker itself (spawned ASGI workers, gunicorn without ``preload_app``,
+        uWSGI ``lazy-apps``), this runs inside ``django.setup()``, before the apps after this
+        one are ready (and, under uvicorn and hypercorn, inside their running event loop,
+        where Django refuses database calls): the warm-up then runs on a thread of its own
+        once every app is ready, and a request that arrives before it ends waits for it."""
+        from django.apps import apps
+
+        if serving() is None:
+            return  # a master set up in install(); no server (manage.py): nothing to warm
+        asgi = _serves_concurrently()
+        if apps.ready and not _loop_running():
+            self._warm(asgi)
+            return
+        self.warmed.clear()
+        request_started.connect(_before_request, weak=False, dispatch_uid="postfork.warm-wait")
+        thread = threading.Thread(
+            target=self._warm_when_ready, args=(asgi,), name="postfork-warm", daemon=True
+        )
+        thread.start()
+
+    def _warm_when_ready(self, asgi: bool) -> None:
+        from django.apps import apps
+
+        try:
+            if apps.ready_event.wait(DEFAULT_WARMUP_TIMEOUT):
+                self._warm(asgi)
+        finally:
+            self.warmed.set()
+
+    def wait_until_warm(self) -> None:
+        """A request arriving while the warm-up runs waits for it (bounded)."""
+        if not self.warmed.wait(DEFAULT_WARMUP_TIMEOUT):
+            log.warning("Django warm-up still running after %ss: serving", DEFAULT_WARMUP_TIMEOUT)
+
+    def _warm(self, asgi: bool) -> None:
         from django.db import connections
 
-        from ...servers import Role, detect
-
-        if detect()[1] is not Role.WORKER:
-            return  # a master set up in install(); no server (manage.py): nothing to warm
         for alias in self.aliases:
             try:
                 self._set_up(alias)
             except Exception as exc:  # the pool already logged why; requests will say 503
                 log.debug("Django warm-up of %r failed: %r", alias, exc)
                 connections[alias].close()
-        _warm_up_request()
+        _warm_up_request(asgi)
 
 
 lifecycle = DjangoLifecycle()
 
 
-def _warm_up_request() -> None:
+def _warm_up_request(asgi: bool) -> None:
     """``settings.POSTFORK_WARMUP_PATH``: one GET through Django in this new worker, before
     its first real request, so that one is as fast as any other (what only a request loads or
-    touches: the view's code and data, pages copied after fork). Never raises."""
+    touches: the view's code and data, pages copied after fork), through the handler that will
+    serve (``asgi``: Django's ASGI handler, else its WSGI one). Never raises."""
     from django.conf import settings
 
     path = getattr(settings, "POSTFORK_WARMUP_PATH", None)
     if not path:
         return
     try:
-        status = _get(path)
+        status = _asgi_get(path) if asgi else _get(path)
     except Exception as exc:
         log.warning("Django warm-up request GET %s failed (serving anyway): %r", path, exc)
         return
     log.debug("Django warm-up request GET %s: %s", path, status)
 
 
-def _get(path: str) -> str:
+def _host() -> str:
     from django.conf import settings
-    from django.core.handlers.wsgi import WSGIHandler
 
     hosts = [host.lstrip(".") for host in settings.ALLOWED_HOSTS if host not in ("*", "")]
-    host = hosts[0] if hosts else "localhost"
+    return hosts[0] if hosts else "localhost"
+
+
+def _get(path: str) -> str:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    host = _host()
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
@@ -187,7 +256,7 @@ def _get(path: str) -> str:
         "HTTP_HOST": host,
         "wsgi.input": io.BytesIO(),
         "wsgi.url_scheme": "http",
-        "postfork.warmup": True,
+        WARMUP_KEY: True,
     }
     answer: list[str] = []
     body = WSGIHandler()(environ, lambda status, headers, *exc: answer.append(status))
@@ -196,6 +265,73 @@ def _get(path: str) -> str:
     finally:
         body.close()
     return answer[0] if answer else "no answer"
+
+
+def _asgi_get(path: str) -> str:
+    """The GET through Django's ASGI handler, in an event loop of its own (this thread has
+    none running: see ``after_fork_warm``)."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", _host().encode())],
+        "client": ("127.0.0.1", 0),
+        "server": (_host(), 80),
+        WARMUP_KEY: True,
+    }
+    answer: list[str] = []
+
+    async def run() -> None:
+        done = asyncio.Event()
+        requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if requests:
+                return requests.pop()
+            await done.wait()  # then the client has gone, as a server says after the response
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer.append(str(message["status"]))
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                done.set()
+
+        await ASGIHandler()(scope, receive, send)
+
+    asyncio.run(run())
+    return answer[0] if answer else "no answer"
+
+
+def _serves_concurrently() -> bool:
+    """Requests served several at a time by this process, or by the workers this gunicorn
+    arbiter forks: an ASGI server's."""
+    server = detect()[0]
+    if server == "gunicorn":
+        return _gunicorn_serves_asgi()
+    return server != "uwsgi" and serving() is not None
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _gunicorn_serves_asgi() -> bool:
+    """A gunicorn worker of an asyncio class (uvicorn's, or gunicorn's own ``-k asgi``)."""
+    workers = ("uvicorn_worker", "uvicorn.workers", "gunicorn.workers.gasgi")
+    return any(name in sys.modules for name in workers)
 
 
 def _load_lazily_loaded(connection: Any) -> None:
@@ -213,5 +349,43 @@ def _load_lazily_loaded(connection: Any) -> None:
         log.debug("Django's lazy loading not done ahead: %r", exc)
 
 
-def _after_response(**kwargs: Any) -> None:
+def _before_request(sender: Any = None, **kwargs: Any) -> None:
+    scope_or_environ = kwargs.get("scope") or kwargs.get("environ") or {}
+    if not scope_or_environ.get(WARMUP_KEY):  # the warm-up's own request goes on
+        lifecycle.wait_until_warm()
+
+
+def _after_response(sender: Any = None, **kwargs: Any) -> None:
+    if _is_asgi_handler(sender):
+        give_back_after_asgi_request()
     upkeep.after_response()
+
+
+def give_back_after_asgi_request() -> None:
+    """At the end of a request served through Django's ASGI handler: this request's
+    connections go back to their pools whatever ``CONN_MAX_AGE`` says. The pool keeps the
+    server session open (its ``max_lifetime`` does what ``CONN_MAX_AGE`` does), while Django
+    keeps connections per request context under ASGI: one kept for "the next request" would
+    be kept by nobody (Django ticket #33497), and the pool would run dry. Outside a
+    transaction only (an ``atomic()`` block still open is Django's to end)."""
+    from django.db import connections
+
+    connection: Any
+    for connection in connections.all(initialized_only=True):
+        if connection not in _wrappers or connection.connection is None:
+            continue  # not on postfork.django, or not connected
+        if connection.in_atomic_block:
+            continue
+        connection.inc_thread_sharing()  # whichever thread ran the request, it is over
+        try:
+            connection.close()
+        finally:
+            connection.dec_thread_sharing()
+
+
+def _is_asgi_handler(sender: Any) -> bool:
+    if not isinstance(sender, type):
+        return False
+    from django.core.handlers.asgi import ASGIHandler
+
+    return issubclass(sender, ASGIHandler)

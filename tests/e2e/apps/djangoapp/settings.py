@@ -48,10 +48,16 @@ for number, replica_url in enumerate(filter(None, os.environ.get("REPLICA_URLS",
 if len(DATABASES) > 1:
     DATABASE_ROUTERS = ["postfork.django.router.ReplicaRouter"]
     POSTFORK_TOPOLOGY = {"check_interval": 0.2, "read_your_writes": 0.5}
+POSTFORK_WARMUP_PATH = os.environ.get("DJANGO_WARMUP_PATH") or None
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "loggers": {"postfork": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "postfork": {
+            "handlers": ["console"],
+            "level": os.environ.get("DJANGO_POSTFORK_LOG_LEVEL", "INFO"),
+        }
+    },
 }

@@ -40,3 +40,22 @@ def hit(request: HttpRequest, note_id: int) -> JsonResponse:
         note.hits += 1
         note.save(update_fields=["hits"])
     return JsonResponse({"hits": note.hits, "pid": os.getpid(), "session": _session()})
+
+
+# The async ORM (Django runs each query in the request's thread for sync code).
+
+
+async def aread(request: HttpRequest, note_id: int) -> JsonResponse:
+    note = await Note.objects.filter(pk=note_id).afirst()
+    count = await Note.objects.acount()
+    return JsonResponse(
+        {"body": note.body if note else None, "count": count, "pid": os.getpid()},
+        status=200 if note else 404,
+    )
+
+
+@csrf_exempt
+async def awrite(request: HttpRequest) -> JsonResponse:
+    note = await Note.objects.acreate(body=request.GET.get("body", "x"))
+    bodies = [n.body async for n in Note.objects.filter(pk__lte=note.pk).order_by("-pk")[:3]]
+    return JsonResponse({"id": note.pk, "pid": os.getpid(), "latest": bodies})
