@@ -86,7 +86,22 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 def _recycled(worker: Any) -> bool:
     served, limit = getattr(worker, "nr", 0), getattr(worker, "max_requests", 0)
-    return isinstance(served, int) and isinstance(limit, int) and 0 < limit <= served
+    if isinstance(served, int) and isinstance(limit, int) and 0 < limit <= served:
+        return True
+    return _uvicorn_worker_recycled(worker)
+
+
+def _uvicorn_worker_recycled(worker: Any) -> bool:
+    """uvicorn's worker counts its requests itself (gunicorn's ``nr`` stays 0): its server ends
+    on its own only at its request limit. A stop signal ends it otherwise: SIGTERM and SIGINT
+    kill it after its shutdown (uvicorn raises them again with gunicorn's handlers reset, so
+    this hook never runs), SIGQUIT clears ``alive``; a start-up failure exits with gunicorn's
+    boot-error code. So: a request limit set, still alive, and a clean exit in progress."""
+    limit = getattr(getattr(worker, "config", None), "limit_max_requests", None)
+    if not isinstance(limit, int) or limit <= 0 or getattr(worker, "alive", False) is not True:
+        return False
+    leaving = sys.exc_info()[1]  # this hook runs in gunicorn's ``finally`` around the worker
+    return isinstance(leaving, SystemExit) and leaving.code in (0, None)
 
 
 def _exit_without_teardown() -> None:
