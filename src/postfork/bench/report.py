@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..tools.serve.command import ASGI_SERVERS
 from .suite import HIGH_LOAD_SHARE
 
 ATTRIBUTION = ("first-request", "respawn-wait", "other")
@@ -44,8 +45,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 warm["connects_on_request_path"] == 0,
             )
         )
-    wsgi = report["settings"]["server"] in ("uwsgi", "gunicorn")  # ASGI servers: measured only
-    if warm and "respawn_gap_to_fork_p50_ms" in warm and wsgi:
+    asgi = report["settings"]["server"] in ASGI_SERVERS  # ASGI servers' gaps: measured only
+    if warm and "respawn_gap_to_fork_p50_ms" in warm and not asgi:
         gap, ready = warm["respawn_gap_to_fork_p50_ms"], warm["respawn_gap_to_ready_p50_ms"]
         out.append(
             _target("warm, open loop: respawn gap to fork, p50 (ms)", gap, "<= 10", gap <= 10)

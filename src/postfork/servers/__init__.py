@@ -4,6 +4,6 @@ Nothing here knows about pools: ``postfork.fork`` and ``postfork.install`` use t
 when a worker starts or exits and whether this process is a master that must hold no connection.
 """
 
-from .detect import Role, detect, serving
+from .detect import Role, detect, serves_concurrently, serving
 
-__all__ = ["Role", "detect", "serving"]
+__all__ = ["Role", "detect", "serves_concurrently", "serving"]

@@ -38,7 +38,10 @@ _ASGI_SERVER_MODULES = (
 def serving() -> str | None:
     """The server whose requests this process serves (a uWSGI or gunicorn worker, or a process
     of uvicorn, hypercorn or daphne), None otherwise (a master, a script, ``manage.py``)."""
-    server, role = detect()
+    return _serving(*detect())
+
+
+def _serving(server: str, role: Role) -> str | None:
     if role is Role.WORKER:
         return server
     if role is Role.MASTER:
@@ -47,3 +50,17 @@ def serving() -> str | None:
         if module in sys.modules:
             return name
     return None
+
+
+# gunicorn's asyncio worker classes (uvicorn's, in either of its homes, and gunicorn's own
+# ``-k asgi``): the arbiter imports the class before it loads the app, so it knows too
+_GUNICORN_ASGI_WORKERS = ("uvicorn_worker", "uvicorn.workers", "gunicorn.workers.gasgi")
+
+
+def serves_concurrently() -> bool:
+    """Whether requests are served several at a time, each on a thread or task of its own, by
+    this process or by the workers this gunicorn arbiter forks: an ASGI server's."""
+    server, role = detect()
+    if server == "gunicorn":
+        return any(name in sys.modules for name in _GUNICORN_ASGI_WORKERS)
+    return server != "uwsgi" and _serving(server, role) is not None

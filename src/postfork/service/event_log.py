@@ -9,8 +9,7 @@ from ..install import WarmReport
 
 
 class EventLog:
-    """Appends each worker's WarmReport as one JSON line (``POSTFORK_EVENT_LOG``): the bench
-    times respawns from these records, not from the wording of a log line."""
+    """An ``on_warm`` listener: appends each WarmReport to ``path``."""
 
     def __init__(self, path: str) -> None:
         self.path = path

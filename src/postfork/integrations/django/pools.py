@@ -9,10 +9,10 @@ MySQL backend sends it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import io
 import logging
-import sys
 import threading
 import warnings
 import weakref
@@ -24,7 +24,7 @@ from django.core.signals import request_finished, request_started
 from ... import fork
 from ...install import DEFAULT_WARMUP_TIMEOUT, install, installation_of
 from ...pool import Pool, PoolOptions
-from ...servers import detect, serving
+from ...servers import serves_concurrently, serving
 from ...upkeep import upkeep
 from ...url import DatabaseURL
 
@@ -33,11 +33,18 @@ log = logging.getLogger("postfork.django")
 POOL_OPTION = "pool"  # DATABASES[alias]["OPTIONS"]["pool"]: the pool's own options
 SESSION_READY = "django.session"  # Slot.info key: Django's session set-up ran on it
 WARMUP_KEY = "postfork.warmup"  # in the warm-up request's WSGI environ or ASGI scope
+WARM_WAIT_UID = "postfork.warm-wait"  # request_started: requests wait for a warm-up running
 
 _lock = threading.Lock()
-_pools: dict[str, tuple[tuple[Any, ...], Pool]] = {}  # alias -> (settings key, pool)
+_pools: dict[str, _AliasPool] = {}  # alias -> its pool for the current settings
 _wrappers: weakref.WeakSet[Any] = weakref.WeakSet()  # every DatabaseWrapper on postfork
-_server_facts: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}  # alias -> (key, facts)
+
+
+@dataclasses.dataclass
+class _AliasPool:
+    key: tuple[Any, ...]  # the settings it was made for
+    pool: Pool
+    server_facts: dict[str, Any] | None = None  # Django's mysql_server_data, once asked
 
 
 def pool_for(alias: str, settings: Mapping[str, Any], connect_args: dict[str, Any]) -> Pool:
@@ -46,34 +53,34 @@ def pool_for(alias: str, settings: Mapping[str, Any], connect_args: dict[str, An
     key = _settings_key(settings)
     with _lock:
         current = _pools.get(alias)
-        if current is not None and current[0] == key:
-            return current[1]
+        if current is not None and current.key == key:
+            return current.pool
         pool = _new_pool(settings, connect_args)
-        _pools[alias] = (key, pool)
+        _pools[alias] = _AliasPool(key, pool)
     if current is not None:
-        current[1].close()
+        current.pool.close()
     return pool
 
 
 def server_facts(
     alias: str, settings: Mapping[str, Any], ask: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """``ask()``'s answer for this alias and settings, kept for the process (workers inherit a
-    master's)."""
+    """``ask()``'s answer, kept with this alias's pool: once per process and server (workers
+    inherit a master's), asked again with the pool when the settings change."""
     key = _settings_key(settings)
-    with _lock:
-        known = _server_facts.get(alias)
-    if known is not None and known[0] == key:
-        return known[1]
-    facts = ask()
-    with _lock:
-        _server_facts[alias] = (key, facts)
+    current = _pools.get(alias)
+    if current is not None and current.key == key and current.server_facts is not None:
+        return current.server_facts
+    facts = ask()  # connects (through pool_for) if nothing is connected yet
+    current = _pools.get(alias)
+    if current is not None and current.key == key:
+        current.server_facts = facts
     return facts
 
 
 def _new_pool(settings: Mapping[str, Any], connect_args: dict[str, Any]) -> Pool:
     options = dict(settings.get("OPTIONS", {}).get(POOL_OPTION) or {})
-    if "min_idle" not in options and _serves_concurrently():
+    if "min_idle" not in options and serves_concurrently():
         # an ASGI worker runs several requests at once, each on a thread of its own: warm
         # as many connections as it may use, or the second concurrent request connects
         options["min_idle"] = options.get("max_size", PoolOptions().max_size)
@@ -178,12 +185,12 @@ class DjangoLifecycle:
 
         if serving() is None:
             return  # a master set up in install(); no server (manage.py): nothing to warm
-        asgi = _serves_concurrently()
+        asgi = serves_concurrently()
         if apps.ready and not _loop_running():
             self._warm(asgi)
             return
         self.warmed.clear()
-        request_started.connect(_before_request, weak=False, dispatch_uid="postfork.warm-wait")
+        request_started.connect(_before_request, weak=False, dispatch_uid=WARM_WAIT_UID)
         thread = threading.Thread(
             target=self._warm_when_ready, args=(asgi,), name="postfork-warm", daemon=True
         )
@@ -197,6 +204,7 @@ class DjangoLifecycle:
                 self._warm(asgi)
         finally:
             self.warmed.set()
+            request_started.disconnect(dispatch_uid=WARM_WAIT_UID)
 
     def wait_until_warm(self) -> None:
         """A request arriving while the warm-up runs waits for it (bounded)."""
@@ -311,27 +319,12 @@ def _asgi_get(path: str) -> str:
     return answer[0] if answer else "no answer"
 
 
-def _serves_concurrently() -> bool:
-    """Requests served several at a time by this process, or by the workers this gunicorn
-    arbiter forks: an ASGI server's."""
-    server = detect()[0]
-    if server == "gunicorn":
-        return _gunicorn_serves_asgi()
-    return server != "uwsgi" and serving() is not None
-
-
 def _loop_running() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return False
     return True
-
-
-def _gunicorn_serves_asgi() -> bool:
-    """A gunicorn worker of an asyncio class (uvicorn's, or gunicorn's own ``-k asgi``)."""
-    workers = ("uvicorn_worker", "uvicorn.workers", "gunicorn.workers.gasgi")
-    return any(name in sys.modules for name in workers)
 
 
 def _load_lazily_loaded(connection: Any) -> None:
@@ -384,8 +377,13 @@ def give_back_after_asgi_request() -> None:
 
 
 def _is_asgi_handler(sender: Any) -> bool:
-    if not isinstance(sender, type):
-        return False
-    from django.core.handlers.asgi import ASGIHandler
+    return isinstance(sender, type) and issubclass(sender, _asgi_handler_class())
 
-    return issubclass(sender, ASGIHandler)
+
+@functools.cache
+def _asgi_handler_class() -> type:
+    from django.core.handlers.asgi import (
+        ASGIHandler,  # on first use: the backend loads before any handler
+    )
+
+    return ASGIHandler  # type: ignore[no-any-return]
