@@ -34,6 +34,7 @@ from .pool import (
     PoolStats,
     deadline,
 )
+from .response_hooks import after_response
 from .topology import Cluster
 from .url import DatabaseURL, parse_url
 
@@ -63,6 +64,7 @@ __all__ = [
     "WarmReport",
     "__version__",
     "after_fork",
+    "after_response",
     "deadline",
     "install",
     "parse_url",

@@ -8,8 +8,9 @@
   closed cleanly here, and the log says so), so no worker inherits a session.
 - ``post_fork(server, worker)``, in the new worker: inherited connections are abandoned without
   a byte sent and the pools warm, before the worker loads the app or accepts a request.
-- ``post_request(worker, req, environ, resp)``, after each response is sent: the pools' upkeep
-  (connections near the end of their life replaced, off the request path).
+- ``post_request(worker, req, environ, resp)``, after each response is sent: the request's
+  read-your-writes windows close (a thread's next request is another client's), and the pools'
+  upkeep runs (connections near the end of their life replaced, off the request path).
 - ``worker_exit(server, worker)``, in a worker on its way out: its exit line is logged and its
   connections close cleanly; a worker recycled by ``max_requests`` then exits without the
   interpreter's teardown (``POSTFORK_FAST_WORKER_EXIT=false`` turns that off).
@@ -30,8 +31,8 @@ from typing import Any
 from . import environment, fork
 from .install import installation_of
 from .pool.core import PoolCore
+from .response_hooks import after_response
 from .servers import gunicorn as gunicorn_server
-from .upkeep import upkeep
 
 log = logging.getLogger("postfork.server")
 
@@ -67,8 +68,9 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
-    """After each response is sent: the installed pools' upkeep, off the request path."""
-    upkeep.after_response()
+    """After each response is sent: the request's read-your-writes windows close, and the
+    installed pools' upkeep runs, off the request path."""
+    after_response()
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import environment, fork
+from . import environment, fork, response_hooks
 from .coroutines import result, run_to_end
 from .errors import ConfigError, Error
 from .pool import AsyncPool, Pool
@@ -301,6 +301,7 @@ def install(
     fork.add_listener(installation)
     if not isinstance(pool, AsyncPool):  # an AsyncPool's upkeep is its own refill task
         upkeep.add(pool)
+    response_hooks.hook_server()
     if installation.role is Role.MASTER:
         fork.freeze_gc_in_children(freeze_gc if freeze_gc is not None else environment.freeze_gc())
         uwsgi_server.warn_about_recycling_once()

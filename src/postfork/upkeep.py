@@ -3,9 +3,7 @@
 ``maintain()`` retires idle connections in the last 10% of their life and refills to
 ``min_idle``; done on a request, that is a connect the request pays for. It runs:
 
-- after each response, where the server says when that is: uWSGI's ``after_req_hook``
-  (set here), gunicorn's ``post_request`` (``postfork.gunicorn``), Django's
-  ``request_finished`` (``postfork.django``);
+- after each response, where the server says when that is (``response_hooks.py``);
 - and in each worker a daemon thread sleeps until the next connection enters its refresh
   window, so an idle worker's connections are replaced too, and short lifetimes are caught in
   time. Never in a master: a thread there would be forked into every worker.
@@ -27,7 +25,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import fork
-from .servers import uwsgi as uwsgi_server
 
 log = logging.getLogger("postfork.upkeep")
 
@@ -62,14 +59,11 @@ class Upkeep:
         self._pools: weakref.WeakSet[Maintained] = weakref.WeakSet()
         self._timer_started = fork.OncePerProcess()
         self._wake = threading.Event()
-        self._hooked_uwsgi = False
         self._periodic: dict[str, _Periodic] = {}
 
     def add(self, pool: Maintained) -> None:
         self._pools.add(pool)
         self._wake.set()  # the timer re-reads its deadlines
-        if not self._hooked_uwsgi:
-            self._hooked_uwsgi = uwsgi_server.chain_after_request(self.after_response)
 
     def after_response(self) -> None:
         """One maintain() per installed pool; never raises (the next request reports). A

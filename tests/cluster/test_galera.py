@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import postfork
 from postfork import Cluster, Pool
 from postfork.tools.galera import EmbeddedGaleraCluster
 from postfork.tools.replication import wait_until
@@ -30,7 +32,7 @@ def galera() -> Iterator[EmbeddedGaleraCluster]:
         nodes.nodes[0].execute(
             "CREATE TABLE postfork.counters (id INT PRIMARY KEY, value INT NOT NULL)"
         )
-        nodes.nodes[0].execute("INSERT INTO postfork.counters VALUES (1, 0)")
+        nodes.nodes[0].execute("INSERT INTO postfork.counters VALUES (1, 0), (2, 0)")
         yield nodes
 
 
@@ -61,6 +63,22 @@ def test_reads_spread_over_the_synced_nodes_and_writes_go_to_one(
     assert read_ports(cluster) == {node.port for node in galera.nodes}
     with cluster.writer() as conn:
         assert port_of(conn) == galera.nodes[0].port
+
+
+def test_with_writes_flowing_reads_still_spread_over_every_synced_node(
+    galera: EmbeddedGaleraCluster, cluster: Cluster
+) -> None:
+    """One thread serves a writing request, then a reading one, as a sync worker does: the
+    write's read-your-writes window ends with its request, so the reads spread as before."""
+    seen: Counter[int] = Counter()
+    for _ in range(30):
+        with cluster.writer() as conn:
+            conn.cursor().execute("UPDATE postfork.counters SET value = value + 1 WHERE id = 2")
+        assert cluster.read(port_of) == galera.nodes[0].port  # the same request: its writer
+        postfork.after_response()  # what every server's hook calls once a response is sent
+        seen[cluster.read(port_of)] += 1  # the next request, a reader
+        postfork.after_response()
+    assert set(seen) == {node.port for node in galera.nodes}, seen
 
 
 def test_a_node_that_leaves_the_cluster_is_left_without_a_failed_read_and_taken_back(

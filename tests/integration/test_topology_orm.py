@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Integer, String, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+import postfork
 from postfork.sqlalchemy import RoutingSession, create_cluster_engines
 from postfork.tools.forkcheck import run_in_subprocess as forkcheck
 from postfork.tools.replication import EmbeddedReplicaSet
@@ -64,6 +65,28 @@ def test_sessions_read_from_replicas_and_write_on_the_primary(
     with Session() as session:
         assert port_of(session) in replica_ports
         assert session.scalars(select(Note).with_for_update()).all()  # FOR UPDATE: primary
+    postfork.after_response()  # FOR UPDATE wrote-locked: its window ends with this "request"
+
+
+def test_the_window_belongs_to_a_committed_write_and_ends_with_its_request(
+    replica_set: EmbeddedReplicaSet, engines: object
+) -> None:
+    Session = sessionmaker(class_=RoutingSession, postfork_engines=engines)
+    replica_ports = {replica.port for replica in replica_set.replicas}
+    with Session() as session:
+        session.add(Note(body="rolled back"))
+        session.flush()
+        session.rollback()  # nothing written: the next reads owe it nothing
+    with Session() as session:
+        assert port_of(session) in replica_ports
+    with Session() as session:
+        session.add(Note(body="kept"))
+        session.commit()
+    with Session() as session:
+        assert port_of(session) == replica_set.primary.port
+    postfork.after_response()  # the request ends: the next one reads from the replicas at once
+    with Session() as session:
+        assert port_of(session) in replica_ports
 
 
 def test_a_stopped_replica_is_left_by_the_sessions_too(

@@ -3,10 +3,12 @@ are routed from the members' verdicts, and the settings a Cluster refuses."""
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import pytest
 
+import postfork
 from postfork import Cluster, ConfigError, NoMemberAvailable
 from postfork.topology import Health, Role, Verdict
 from postfork.topology.health import judge_galera, judge_replica
@@ -128,10 +130,54 @@ def test_reads_follow_the_primary_for_the_window_after_a_write_in_this_context_o
     set_health(topology, UP, UP, UP)
     topology._wrote()
     assert topology._route(write=False).role is Role.PRIMARY
+    elsewhere = contextvars.Context().run(topology._route, write=False)  # another task's
+    assert elsewhere.role is Role.REPLICA
     clock.advance(1.9)
     assert topology._route(write=False).role is Role.PRIMARY
     clock.advance(0.2)
     assert topology._route(write=False).role is Role.REPLICA
+
+
+def test_the_window_ends_with_the_request_that_wrote_not_with_the_thread() -> None:
+    """A sync worker's thread serves the next client next: its reads owe nothing to this
+    request's write. Every server's after-response hook calls postfork.after_response()."""
+    topology = cluster(read_your_writes=60.0)
+    other = cluster(read_your_writes=60.0)
+    set_health(topology, UP, UP, UP)
+    set_health(other, UP, UP, UP)
+    topology.note_write()
+    other.note_write()
+    assert topology._route(write=False).role is Role.PRIMARY
+    assert other._route(write=False).role is Role.PRIMARY
+    postfork.after_response()
+    assert topology._route(write=False).role is Role.REPLICA
+    assert other._route(write=False).role is Role.REPLICA
+
+
+def test_a_write_block_that_raised_opens_no_window() -> None:
+    topology = Cluster(PRIMARY, REPLICAS, driver=FakeDriver(), min_idle=0, read_your_writes=60.0)
+    set_health(topology, UP, UP, UP)
+    with pytest.raises(ZeroDivisionError), topology.writer():
+        1 / 0  # noqa: B018  # the pool rolled it back
+    assert topology._route(write=False).role is Role.REPLICA
+    with topology.writer():
+        pass
+    assert topology._route(write=False).role is Role.PRIMARY
+    postfork.after_response()
+
+
+def test_a_read_in_the_window_with_the_primary_down_says_why_instead_of_trying_it() -> None:
+    topology = cluster(read_your_writes=60.0)
+    set_health(topology, DOWN, UP, UP)
+    assert topology._route(write=False).role is Role.REPLICA  # no window: replicas serve
+    topology.note_write()
+    with pytest.raises(NoMemberAvailable) as raised:
+        topology._route(write=False)
+    message = str(raised.value)
+    assert "this request wrote less than read_your_writes=60s ago" in message
+    assert "a replica may not have the write yet" in message
+    assert "primary db-primary:3306 down: refused" in message
+    postfork.after_response()
 
 
 def test_the_read_your_writes_window_defaults_to_the_longest_a_fresh_replica_may_lag() -> None:

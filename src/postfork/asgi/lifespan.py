@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..install import Installation, WarmListener, install, installation_of
 from ..pool import AsyncPool
+from ..topology.window import request_ended
 from .types import WARMUP_SCOPE_KEY, ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("postfork.asgi")
@@ -129,7 +130,9 @@ def _async_pool(target: Any) -> AsyncPool:
 
 class LifespanMiddleware:
     """Any ASGI app with postfork's pools warm in each worker before its first request:
-    ``app = LifespanMiddleware(app, pool, warmup_path="/healthz")``."""
+    ``app = LifespanMiddleware(app, pool, warmup_path="/healthz")``. Each request starts with
+    no read-your-writes window open (gunicorn's ASGI worker may run one connection's requests
+    in one task)."""
 
     def __init__(
         self,
@@ -146,6 +149,7 @@ class LifespanMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
+            request_ended()  # a kept-alive connection's task may have served another request
             await self.app(scope, receive, send)
             return
         await self._lifespan(scope, receive, send)

@@ -128,10 +128,16 @@ class RoutingSession(Session):
         return engines.reader()
 
 
+@event.listens_for(RoutingSession, "after_commit")
+def _committed(session: RoutingSession) -> None:
+    """A transaction that wrote committed: the request's later reads go to the primary for
+    the cluster's read-your-writes window (a rolled-back one opens none)."""
+    if session._postfork_wrote:
+        session.postfork_engines.cluster.note_write()
+
+
 @event.listens_for(RoutingSession, "after_transaction_end")
 def _transaction_ended(session: RoutingSession, transaction: Any) -> None:
-    """The outermost transaction ended: a later one reads from replicas again, except for
-    the cluster's read-your-writes window after a write."""
-    if transaction.parent is None and session._postfork_wrote:
+    """The outermost transaction ended: a later one reads from replicas again."""
+    if transaction.parent is None:
         session._postfork_wrote = False
-        session.postfork_engines.cluster.note_write()

@@ -4,14 +4,13 @@ Each member has its own :class:`~postfork.Pool`, so every guarantee of the singl
 member (warm before the first request, nothing shared across fork, zero-round-trip liveness,
 lifetimes, rollback on return). On top, routing: a write goes to the primary (Galera: the first
 Synced node, so certification conflicts stay rare); a read goes to a member the last check found
-healthy and fresh enough, in turn; a read shortly after a write in the same thread or task goes
-to the primary. Routing reads only what the checks left behind (a tuple and a counter): the
+healthy and fresh enough, in turn; a read shortly after a write in the same request goes to the
+primary (``window.py``). Routing reads only what the checks left behind (a tuple and a counter): the
 checks run in ``maintain()``, off the request path, once per ``check_interval``.
 """
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import logging
 import threading
@@ -28,6 +27,7 @@ from ..validate import POSITIVE_SECONDS
 from .health import Health, Role, Verdict
 from .lease import RoutedLease
 from .member import Member, server_name
+from .window import open_window, opened_at
 
 log = logging.getLogger("postfork.topology")
 
@@ -59,9 +59,11 @@ class Cluster:
     ``with cluster.writer() as conn:`` writes; ``with cluster.reader() as conn:`` reads from a
     replica within ``max_replica_lag`` seconds of the primary, spread over those that qualify;
     when none does, from the primary (``fallback="fail"``: :class:`NoMemberAvailable` instead).
-    For ``read_your_writes`` seconds after a writer block ends, reads in the same thread or task
-    go to the primary (default: ``max_replica_lag + check_interval``, the longest a replica
-    that qualifies may be behind). ``cluster.read(fn)`` runs an idempotent read and runs it
+    For ``read_your_writes`` seconds after a writer block ends without an error, reads in the
+    same request go to the primary (default: ``max_replica_lag + check_interval``, the longest
+    a replica that qualifies may be behind); the window ends with the request. Such a read
+    with the primary found down raises :class:`NoMemberAvailable` saying so: a replica may
+    not have the write. ``cluster.read(fn)`` runs an idempotent read and runs it
     again on another member if the connection dies under it.
 
     Every other keyword is a :class:`~postfork.Pool` option, for every member's pool. A member
@@ -107,9 +109,7 @@ class Cluster:
         self._readable: tuple[Member, ...] = ()  # who may serve a read, as of the last check
         self._writer: Member | None = self.primary  # Galera: the first Synced node
         self._turn = itertools.count()  # spreads reads over the readable members
-        self._wrote_at: contextvars.ContextVar[float] = contextvars.ContextVar(
-            f"postfork_wrote_at_{id(self)}", default=-1e18
-        )
+        self._window_key = object()  # this cluster's read-your-writes window in a request
         self._checking = threading.Lock()  # one check round at a time (timer thread, hooks)
         self._next_check = 0.0
         self.master_setups: list[Callable[[], object]] = []  # install() runs them in a master
@@ -144,10 +144,12 @@ class Cluster:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _route(self, write: bool) -> Member:
-        if write or self._clock() - self._wrote_at.get() < self.read_your_writes:
+        if write or self._in_window():
             writer = self._writer
             if writer is None:
                 raise self._nothing_left(True)
+            if not write and writer.health not in (Health.UP, Health.UNKNOWN):
+                raise self._window_without_writer(writer)
             return writer
         readable = self._readable
         if readable:
@@ -171,14 +173,25 @@ class Cluster:
         member.fail(exc)
         self._reroute()
 
+    def _in_window(self) -> bool:
+        wrote_at = opened_at(self._window_key)
+        return wrote_at is not None and self._clock() - wrote_at < self.read_your_writes
+
     def _wrote(self) -> None:
-        self._wrote_at.set(self._clock())
+        open_window(self._window_key, self._clock())
 
     def note_write(self) -> None:
-        """Reads in this thread or task go to the primary for ``read_your_writes`` seconds, as
-        after a writer block: for a write this process did not see (the client says it wrote,
-        by a cookie of the app's, through another worker)."""
+        """Reads in this request go to the primary for ``read_your_writes`` seconds, as after
+        a writer block: for a write this process did not see (the client says it wrote, by a
+        cookie of the app's, through another worker)."""
         self._wrote()
+
+    def _window_without_writer(self, writer: Member) -> NoMemberAvailable:
+        return NoMemberAvailable(
+            f"this request wrote less than read_your_writes={self.read_your_writes:g}s ago, so "
+            f"its reads need the {'write node' if self.galera else 'primary'} (a replica may "
+            f"not have the write yet), and it is down: {writer.describe()}"
+        )
 
     def _member_gone(self, member: Member, exc: BaseException) -> bool:
         """The error says the member, not the statement, failed."""

@@ -58,7 +58,7 @@ class RoutedLease:
         self.lease = None
         lease.__exit__(exc_type, exc, tb)
         cluster = self._cluster
-        if self._write:
+        if self._write and exc is None:  # a failed write was rolled back: nothing to read
             cluster._wrote()
         if exc is not None:
             cluster._failed_in_use(member, exc, write=self._write)

@@ -24,8 +24,8 @@ from django.core.signals import request_finished, request_started
 from ... import fork
 from ...install import DEFAULT_WARMUP_TIMEOUT, install, installation_of
 from ...pool import Pool, PoolOptions
+from ...response_hooks import after_response
 from ...servers import serves_concurrently, serving
-from ...upkeep import upkeep
 from ...url import DatabaseURL
 
 log = logging.getLogger("postfork.django")
@@ -351,7 +351,7 @@ def _before_request(sender: Any = None, **kwargs: Any) -> None:
 def _after_response(sender: Any = None, **kwargs: Any) -> None:
     if _is_asgi_handler(sender):
         give_back_after_asgi_request()
-    upkeep.after_response()
+    after_response()
 
 
 def give_back_after_asgi_request() -> None:
