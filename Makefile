@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-asgi test-django test-cluster lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
+.PHONY: demo test test-asgi test-django test-cluster test-partition lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -51,6 +51,13 @@ test-django: $(STAMP) $(DJANGO42)/.installed
 test-cluster: $(STAMP)
 	./scripts/system-deps.sh galera-4 rsync haproxy
 	$(BIN)/pytest -q tests/cluster
+
+# Real network partitions: servers in network namespaces of the tests' own, behind veth pairs,
+# their packets dropped with nftables (keepalive, TCP_USER_TIMEOUT, deadlines, a cut replica).
+# Needs root; installs nftables first. About 30 seconds.
+test-partition: $(STAMP)
+	./scripts/system-deps.sh nftables iproute2
+	$(BIN)/pytest -q tests/partition
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -121,3 +121,21 @@ def test_demo_shows_the_bug_and_the_fix(database_url: DatabaseURL) -> None:
 def test_unknown_command_line_options_fail_with_usage() -> None:
     result = postfork("demo", "--no-such-flag", env=dict(os.environ))
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+@pytest.mark.private_server
+def test_a_starting_private_server_leaves_the_running_ones_temporary_tables_alone(
+    tmp_path: Path,
+) -> None:
+    """A starting mariadbd deletes every ``#sql*`` file in its tmpdir: with /tmp shared, a
+    server started beside a running one (a replica set, a test's own) removed the running
+    one's on-disk temporary tables, and its queries failed (seen as "Error on delete of
+    '/tmp/#sql-temptable-...'"). Each embedded server has a tmpdir of its own."""
+    from postfork.tools.embedded import EmbeddedMariaDB
+
+    with EmbeddedMariaDB(tmp_path / "running") as running:
+        in_use = running.tmpdir / "#sql-temptable-in-use.MAI"
+        in_use.write_bytes(b"")
+        with EmbeddedMariaDB(tmp_path / "starting"):
+            assert in_use.exists()
+        assert running.execute("SELECT @@tmpdir")[0][0] == str(running.tmpdir)

@@ -59,7 +59,9 @@ def _user_args() -> list[str]:
 class EmbeddedMariaDB:
     """One private ``mariadbd``: ``start()``, ``url``, ``kill()``, ``stop()``.
 
-    ``server_args`` are extra mariadbd options, e.g. ``["--wait-timeout=2"]``.
+    ``server_args`` are extra mariadbd options, e.g. ``["--wait-timeout=2"]``. With a ``port``
+    it listens on ``bind_address`` too (MariaDB takes a comma-separated list); ``wrapper`` is
+    an argv prefix it runs under (``ip netns exec NAME``: in a network namespace of a test's).
     """
 
     def __init__(
@@ -68,10 +70,14 @@ class EmbeddedMariaDB:
         *,
         port: int | None = None,
         server_args: Sequence[str] = (),
+        bind_address: str = "127.0.0.1",
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.base = Path(datadir) if datadir else Path(tempfile.mkdtemp(prefix="postfork-mariadb-"))
         self.port = port
         self.server_args = tuple(server_args)
+        self.bind_address = bind_address
+        self.wrapper = tuple(wrapper)
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
 
@@ -87,6 +93,12 @@ class EmbeddedMariaDB:
         return self.base / "mysqld.sock"
 
     @property
+    def tmpdir(self) -> Path:
+        """Its own: a starting mariadbd deletes every ``#sql*`` file in its tmpdir, and in a
+        shared /tmp those are the on-disk temporary tables of the other servers running."""
+        return self.base / "tmp"
+
+    @property
     def error_log(self) -> Path:
         return self.base / "error.log"
 
@@ -99,6 +111,7 @@ class EmbeddedMariaDB:
         """Initialise the datadir if new, start mariadbd, wait until it answers; return its URL."""
         if not self.datadir.exists():
             self._install()
+        self._make_tmpdir()
         self.process = subprocess.Popen(
             self._command(),
             stdin=subprocess.DEVNULL,
@@ -112,12 +125,18 @@ class EmbeddedMariaDB:
         log.info("embedded MariaDB ready at %s (pid %d)", self.socket, self.pid)
         return self.url
 
+    def _make_tmpdir(self) -> None:
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.chmod(0o1777)  # as /tmp: whichever user the server runs as writes there
+
     def _install(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
+        self._make_tmpdir()
         command = [
             _find(("mariadb-install-db", "mysql_install_db")),
             "--no-defaults",
             f"--datadir={self.datadir}",
+            f"--tmpdir={self.tmpdir}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             *self._user_args(),
@@ -130,15 +149,17 @@ class EmbeddedMariaDB:
 
     def _command(self) -> list[str]:
         network = (
-            [f"--port={self.port}", "--bind-address=127.0.0.1"]
+            [f"--port={self.port}", f"--bind-address={self.bind_address}"]
             if self.port
             else ["--skip-networking"]
         )
         return [
+            *self.wrapper,
             _find(("mariadbd", "mysqld")),
             "--no-defaults",
             f"--datadir={self.datadir}",
             f"--socket={self.socket}",
+            f"--tmpdir={self.tmpdir}",
             f"--pid-file={self.base / 'mysqld.pid'}",
             f"--log-error={self.error_log}",
             *network,

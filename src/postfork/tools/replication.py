@@ -2,7 +2,8 @@
 
 Each server is its own ``mariadbd`` (:class:`EmbeddedMariaDB`) on its own datadir, unix socket
 and loopback port; the replicas follow the primary by GTID over TCP on 127.0.0.1 (MariaDB
-replication has no unix-socket transport). Used by ``postfork db start --replicas N`` and by
+replication has no unix-socket transport), or over a test's network namespace link
+(:class:`Network`). Used by ``postfork db start --replicas N`` and by
 the topology tests, which stop a replica's SQL thread, kill a replica or stop the primary.
 """
 
@@ -17,6 +18,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,17 @@ def _replica_options(index: int) -> tuple[str, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Network:
+    """Where the servers listen and how the replicas reach the primary: loopback by default;
+    a test puts the replicas in a network namespace of its own to cut them off for real."""
+
+    primary_bind: str = "127.0.0.1"
+    primary_host: str = "127.0.0.1"  # the primary's address as the replicas reach it
+    replica_bind: str = "127.0.0.1"
+    replica_wrapper: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", name)
+
+
 class EmbeddedReplicaSet:
     """One primary and ``replicas`` replicas; ``start()``, ``primary``, ``replicas``, ``stop()``.
 
@@ -60,21 +73,26 @@ class EmbeddedReplicaSet:
         *,
         base: Path | None = None,
         server_args: Sequence[str] = (),
+        network: Network = Network(),
     ) -> None:
         if replicas < 1:
             raise ValueError("a replica set needs at least one replica")
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="postfork-replicas-"))
-        self.password = secrets.token_hex(8)  # the replication user's, on loopback only
+        self.password = secrets.token_hex(8)  # the replication user's
+        self.network = network
         self.primary = EmbeddedMariaDB(
             self.base / "primary",
             port=free_port(),
             server_args=(*_PRIMARY_OPTIONS, *server_args),
+            bind_address=network.primary_bind,
         )
         self.replicas = [
             EmbeddedMariaDB(
                 self.base / f"replica{index + 1}",
                 port=free_port(),
                 server_args=(*_replica_options(index), *server_args),
+                bind_address=network.replica_bind,
+                wrapper=network.replica_wrapper,
             )
             for index in range(replicas)
         ]
@@ -96,12 +114,10 @@ class EmbeddedReplicaSet:
         try:
             self.primary.start(timeout, detach=detach)
             self.primary.execute(
-                f"CREATE USER IF NOT EXISTS '{REPLICATION_USER}'@'127.0.0.1' "
+                f"CREATE USER IF NOT EXISTS '{REPLICATION_USER}'@'%' "
                 f"IDENTIFIED BY '{self.password}'"
-            )
-            self.primary.execute(
-                f"GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'127.0.0.1'"
-            )
+            )  # the primary listens on loopback (or a test's namespace link) only
+            self.primary.execute(f"GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'%'")
             for replica in self.replicas:
                 replica.start(timeout, detach=detach)
                 self.follow(replica)
@@ -117,7 +133,8 @@ class EmbeddedReplicaSet:
         """(Re)point ``replica`` at the primary by GTID and start replicating."""
         replica.execute("STOP SLAVE")
         replica.execute(
-            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={self.primary.port}, "
+            f"CHANGE MASTER TO MASTER_HOST='{self.network.primary_host}', "
+            f"MASTER_PORT={self.primary.port}, "
             f"MASTER_USER='{REPLICATION_USER}', MASTER_PASSWORD='{self.password}', "
             "MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos"
         )
