@@ -20,7 +20,6 @@ import inspect
 import json
 import logging
 import os
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from .pool import AsyncPool, Pool
 from .pool.core import PoolCore
 from .servers import Role, detect
 from .servers import uwsgi as uwsgi_server
+from .threads import start_daemon
 from .topology import Cluster
 from .upkeep import upkeep
 
@@ -200,10 +200,7 @@ class Installation:
                 log.warning("warm-up failed (the worker serves anyway): %r", exc)
             return
         failure: list[BaseException] = []
-        thread = threading.Thread(
-            target=_capture, args=(self.warmup, failure), name="postfork-warmup", daemon=True
-        )
-        thread.start()
+        thread = start_daemon(_capture, "postfork-warmup", self.warmup, failure)
         thread.join(self.warmup_timeout)
         if thread.is_alive():
             log.warning("warm-up still running after %gs; serving anyway", self.warmup_timeout)

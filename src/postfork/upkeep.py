@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import fork
+from .threads import start_daemon
 
 log = logging.getLogger("postfork.upkeep")
 
@@ -91,8 +92,7 @@ class Upkeep:
         """In a worker (or a process without a pre-fork server): the timer, once per process."""
         if self._timer_started.first():
             self._wake = threading.Event()  # an inherited Event's lock may be held: a new one
-            thread = threading.Thread(target=self._run_timer, name="postfork-upkeep", daemon=True)
-            thread.start()
+            start_daemon(self._run_timer, "postfork-upkeep")
 
     def _run_timer(self) -> None:
         while True:  # a daemon thread: it ends with its process (and is never forked)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from postfork import DatabaseURL
 from postfork.tools.replication import EmbeddedReplicaSet
 from postfork.tools.serve.command import ServeOptions, _executable
 from postfork.tools.serve.runner import ServiceProcess, free_port, get
@@ -26,6 +27,14 @@ ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def uwsgi_app(replica_set: EmbeddedReplicaSet, **env: str) -> ServiceProcess:
+    return uwsgi_cluster_app(replica_set.primary_url, replica_set.replica_urls, **env)
+
+
+def uwsgi_cluster_app(
+    primary_url: DatabaseURL, replica_urls: list[DatabaseURL], **env: str
+) -> ServiceProcess:
+    """tests/e2e/apps/clusterapp.py under uWSGI with a plain configuration (no
+    skip-atexit-teardown: the interpreter's teardown runs when a worker exits)."""
     port = free_port()
     argv = [
         _executable("uwsgi"),
@@ -43,12 +52,12 @@ def uwsgi_app(replica_set: EmbeddedReplicaSet, **env: str) -> ServiceProcess:
         "--disable-logging",
     ]  # fmt: skip
     return ServiceProcess(
-        replica_set.primary_url,
+        primary_url,
         ServeOptions(server="uwsgi", bind=f"127.0.0.1:{port}"),
         argv=argv,
         env={
-            "DATABASE_URL": replica_set.primary_url.render_secret(),
-            "REPLICA_URLS": ",".join(url.render_secret() for url in replica_set.replica_urls),
+            "DATABASE_URL": primary_url.render_secret(),
+            "REPLICA_URLS": ",".join(url.render_secret() for url in replica_urls),
             "PYTHONPATH": ROOT + os.pathsep + os.pathsep.join(sys.path),
             **env,
         },

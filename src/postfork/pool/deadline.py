@@ -22,6 +22,7 @@ import time
 
 from ..drivers.base import borrowed_socket
 from ..errors import ConfigError
+from ..threads import start_daemon
 
 # a ContextVar, not a threading.local: its get() is one C call, no exception when unset
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
@@ -101,10 +102,7 @@ class _Watchdog:
             limit.watched.append(token)
             heapq.heappush(self._heap, (limit.expires, token))
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="postfork-deadline", daemon=True
-                )
-                self._thread.start()
+                self._thread = start_daemon(self._run, "postfork-deadline")
             elif limit.expires < self._sleeping_until:
                 self._wake.notify()
         return token

@@ -26,6 +26,7 @@ from ...install import DEFAULT_WARMUP_TIMEOUT, install, installation_of
 from ...pool import Pool, PoolOptions
 from ...response_hooks import after_response
 from ...servers import serves_concurrently, serving
+from ...threads import start_daemon
 from ...url import DatabaseURL
 
 log = logging.getLogger("postfork.django")
@@ -191,10 +192,7 @@ class DjangoLifecycle:
             return
         self.warmed.clear()
         request_started.connect(_before_request, weak=False, dispatch_uid=WARM_WAIT_UID)
-        thread = threading.Thread(
-            target=self._warm_when_ready, args=(asgi,), name="postfork-warm", daemon=True
-        )
-        thread.start()
+        start_daemon(self._warm_when_ready, "postfork-warm", asgi)
 
     def _warm_when_ready(self, asgi: bool) -> None:
         from django.apps import apps
