@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from .servers import uwsgi
+from .stop_signals import HeldStopSignals, obey
 
 log = logging.getLogger("postfork.fork")
 
@@ -188,7 +189,8 @@ def freeze_gc_in_children(enabled: bool = True) -> None:
 
 
 def child_started() -> None:
-    """In a new child: drop inherited connections, then run the listeners (warm-up)."""
+    """In a new child: drop inherited connections, then run the listeners (warm-up). A stop
+    signal sent meanwhile is obeyed after them (``stop_signals.py``)."""
     if not _child_hook.first():
         return
     if _freeze_gc:
@@ -196,11 +198,20 @@ def child_started() -> None:
     uwsgi.drop_inherited_accelerator()
     for hooks in list(_hooks):
         hooks.after_fork_in_child()
-    for listener in list(_listeners.values()):
-        try:
-            listener.after_fork()
-        except Exception:  # a failed warm-up must never kill the worker
-            log.exception("post-fork listener %r failed", listener)
+    with HeldStopSignals() as held:
+        for listener in list(_listeners.values()):
+            try:
+                listener.after_fork()
+            except Exception:  # a failed warm-up must never kill the worker
+                log.exception("post-fork listener %r failed", listener)
+    if held.received is not None:
+        log.info(
+            "pid %d: %s arrived while this worker set itself up: leaving as asked",
+            os.getpid(),
+            held.received.name,
+        )
+        process_exiting(orderly=True)
+        obey(held.received)
 
 
 # how long an orderly exit waits for a pool's lock held by another thread (the upkeep's)
