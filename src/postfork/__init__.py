@@ -9,8 +9,7 @@ else is internal and may change.
 
 from __future__ import annotations
 
-import logging
-
+from . import log_output
 from .errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -70,4 +69,4 @@ __all__ = [
     "parse_url",
 ]
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+log_output.install()  # WARNINGs and each worker's warm line reach stderr until the app logs

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from . import environment, fork, response_hooks
 from .coroutines import result, run_to_end
 from .errors import ConfigError, Error
+from .log_output import announce
 from .pool import AsyncPool, Pool
 from .pool.core import PoolCore
 from .servers import Role, detect
@@ -178,7 +179,10 @@ class Installation:
             ready,
         )
         self.last_report = report
-        (log.info if error is None else log.warning)("%s", report.render())
+        if error is None:
+            announce(log, "%s", report.render())  # in the server's log, logging configured or not
+        else:
+            log.warning("%s", report.render())
         for listener in self.on_warm:
             try:
                 listener(report)

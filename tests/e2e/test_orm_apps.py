@@ -5,6 +5,7 @@ off and on) and real gunicorn (preload_app on and off) with max-requests = 5: ev
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -146,6 +147,35 @@ def test_every_request_is_served_warm_through_recycling(
     assert len({answer.body["pid"] for answer in answers}) >= REQUESTS // 5 - 2  # it recycled
     assert open_sessions <= 2  # one per worker at most: the master holds none
     assert "Traceback" not in log and "respawning too fast" not in log
+    if app == "flask":  # an app that configures no logging: postfork's warm line per worker
+        warmed = re.findall(r"\[INFO\] postfork\.install: pid (\d+): warm in", log)
+        served = {str(answer.body["pid"]) for answer in answers}
+        assert served <= set(warmed) and len(warmed) == len(set(warmed)), log[-3000:]
+        assert "postfork.access" not in log  # and nothing per request
+
+
+def test_a_recycling_setting_that_cannot_work_is_said_without_logging_configured(
+    db: EmbeddedMariaDB,
+) -> None:
+    """uWSGI with max-requests and its default min-worker-lifetime (10 s) recycles no worker
+    before it is 10 s old; the app configures no logging, and postfork's WARNING that says so
+    is in the server's log anyway."""
+    port = free_port()
+    argv = server_argv("uwsgi", APPS["flask"], port, False)
+    for option in ("--min-worker-lifetime", "--shared-py-import"):  # a plain configuration
+        at = argv.index(option)
+        del argv[at : at + 2]
+    service = ServiceProcess(
+        db.url,
+        ServeOptions(server="uwsgi", bind=f"127.0.0.1:{port}"),
+        argv=argv,
+        env=app_env(db),
+        ready_path="/notes/0",
+    )
+    with service:
+        log = service.log()
+    assert "[WARNING] postfork.server: max-requests is set but min-worker-lifetime is 10 s" in log
+    assert log.count("min-worker-lifetime is 10 s") == 1, log[-2000:]  # once, by the master
 
 
 def test_without_the_app_in_installed_apps_each_new_worker_pays_a_connect(
