@@ -115,6 +115,31 @@ def test_a_replica_whose_replication_stopped_is_left_within_one_check_and_taken_
     assert {read_port(cluster) for _ in range(10)} == {r.port for r in replica_set.replicas}
 
 
+def test_a_replica_whose_io_thread_stops_serves_while_its_staleness_is_bounded(
+    replica_set: EmbeddedReplicaSet, cluster: Cluster
+) -> None:
+    """The I/O thread stops with the primary still answering (as when the primary drops its
+    replicas on its way down): the replica keeps serving while its lag when last seen
+    replicating, plus the time since, stays within max_replica_lag (1 s here), then is left;
+    back once it replicates again."""
+    cut = replica_set.replicas[0]
+    member = next(m for m in cluster.members if m.name == str(cut.socket))
+    maintain_for(cluster, CHECK + 0.1)
+    assert member.serves
+    cut.execute("STOP SLAVE IO_THREAD")
+    stopped_at = time.monotonic()
+    try:
+        maintain_for(cluster, CHECK + 0.1)  # checked again at once: still fresh enough
+        assert member.serves and member.verdict.lag is not None, member.describe()
+        wait_until(lambda: (cluster.maintain(), not member.serves)[1], 3.0, "left")
+        assert time.monotonic() - stopped_at >= cluster.max_replica_lag - CHECK - 0.1
+        assert "I/O thread not running" in member.verdict.reason
+    finally:
+        cut.execute("START SLAVE IO_THREAD")
+    replica_set.wait_for_replicas()
+    wait_until(lambda: (cluster.maintain(), member.serves)[1], 5.0, "back")
+
+
 def test_a_lagging_replica_is_left_and_comes_back_when_it_catches_up(
     replica_set: EmbeddedReplicaSet, cluster: Cluster
 ) -> None:

@@ -49,6 +49,17 @@ def test_io_thread_down_stops_a_replica_only_while_the_primary_answers() -> None
     assert judge_replica(status, max_lag=5, primary_reachable=False).serves
 
 
+def test_io_thread_down_with_the_primary_answering_serves_while_its_staleness_is_bounded() -> None:
+    """Its lag when last seen replicating plus the time since: within max_lag it is fresh
+    enough whatever its I/O thread does (a primary shutting down drops its replicas a moment
+    before it stops answering); past it, stopped."""
+    status = replica(Slave_IO_Running="Connecting", Seconds_Behind_Master=None)
+    within = judge_replica(status, max_lag=5, primary_reachable=True, behind_at_most=1.5)
+    assert within.serves and within.lag == 1.5
+    beyond = judge_replica(status, max_lag=5, primary_reachable=True, behind_at_most=5.5)
+    assert beyond.health is Health.STOPPED and "I/O thread not running" in beyond.reason
+
+
 def test_a_server_that_replicates_nothing_is_not_a_replica() -> None:
     verdict = judge_replica(None, max_lag=5, primary_reachable=True)
     assert verdict.health is Health.STOPPED and "replicates nothing" in verdict.reason

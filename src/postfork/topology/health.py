@@ -55,12 +55,22 @@ PROBES: dict[Role, str | None] = {
 
 
 def judge_replica(
-    status: Mapping[str, Any] | None, *, max_lag: float, primary_reachable: bool
+    status: Mapping[str, Any] | None,
+    *,
+    max_lag: float,
+    primary_reachable: bool,
+    behind_at_most: float | None = None,
 ) -> Verdict:
     """A replica serves while both replication threads run and it is at most ``max_lag``
     seconds behind. With the primary unreachable its I/O thread can only be reconnecting:
     nothing new is being written anywhere, so what it applied is the freshest data there is,
-    and it serves (reads go on while the primary is down)."""
+    and it serves (reads go on while the primary is down).
+
+    With its I/O thread down while the primary answers, it serves as long as
+    ``behind_at_most`` (its lag when a check last saw that thread running, plus the seconds
+    since: a bound on how stale it can be) stays within ``max_lag``. A primary shutting down
+    drops its replicas' connections a moment before it stops answering: read as stopped at
+    once, every replica left together and the reads fell back to the dying primary."""
     if not status:
         return Verdict(Health.STOPPED, reason="replicates nothing (no SHOW SLAVE STATUS row)")
     sql_running = _field(status, "Slave_SQL_Running", "Replica_SQL_Running")
@@ -72,6 +82,8 @@ def judge_replica(
     if io_running != "Yes":
         if not primary_reachable:
             return Verdict(Health.UP, lag=None)
+        if behind_at_most is not None and behind_at_most <= max_lag:
+            return Verdict(Health.UP, lag=behind_at_most)
         error = _field(status, "Last_IO_Error") or io_running or "stopped"
         return Verdict(Health.STOPPED, reason=f"replication I/O thread not running: {error}")
     if lag is None:
@@ -82,6 +94,16 @@ def judge_replica(
             Health.LAGGING, lag=lag, reason=f"{lag:g}s behind > max_replica_lag {max_lag:g}s"
         )
     return Verdict(Health.UP, lag=lag)
+
+
+def replicating_now(status: Mapping[str, Any] | None) -> bool:
+    """Both replication threads running: its ``Seconds_Behind_Master`` is current."""
+    if not status:
+        return False
+    return all(
+        _field(status, name, name.replace("Slave", "Replica")) == "Yes"
+        for name in ("Slave_IO_Running", "Slave_SQL_Running")
+    )
 
 
 def judge_galera(status: Mapping[str, Any]) -> Verdict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 from ..errors import DeadlineExceeded, PoolTimeout
@@ -23,6 +24,7 @@ from .health import (
     judge_galera,
     judge_replica,
     pairs_as_status,
+    replicating_now,
     rows_as_status,
 )
 
@@ -40,6 +42,8 @@ class Member:
         self.name = name
         self.verdict = Verdict(Health.UNKNOWN, reason="not checked yet")
         self.left = 0  # times this process took it out of rotation
+        # a replica's lag when a check last saw its I/O thread running, and when (monotonic)
+        self._replicating: tuple[float, float] | None = None
 
     @property
     def health(self) -> Health:
@@ -86,7 +90,16 @@ class Member:
             cursor.close()
         if self.role is Role.REPLICA:
             status = rows_as_status(description, rows)
-            return judge_replica(status, max_lag=max_lag, primary_reachable=primary_reachable)
+            now, seen = time.monotonic(), self._replicating
+            verdict = judge_replica(
+                status,
+                max_lag=max_lag,
+                primary_reachable=primary_reachable,
+                behind_at_most=None if seen is None else seen[0] + now - seen[1],
+            )
+            if replicating_now(status) and verdict.lag is not None:
+                self._replicating = (verdict.lag, now)
+            return verdict
         if self.role is Role.GALERA:
             return judge_galera(pairs_as_status(rows))
         return UP
