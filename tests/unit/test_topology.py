@@ -268,3 +268,14 @@ def test_a_child_forked_while_its_parent_checked_still_checks() -> None:
     _, status = os.waitpid(pid, 0)
     topology._checking.release()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_check_that_races_the_process_exit_judges_nothing() -> None:
+    """The upkeep's check on a pool closed by the exit hook: no 'left: ... pool is closed'
+    line in a leaving worker's log, the verdict stays what it was."""
+    topology = cluster()
+    set_health(topology, UP, UP, UP)
+    member = topology.members[1]
+    member.pool.close()
+    before, after = member.check(max_lag=5, primary_reachable=True, timeout=1)
+    assert before is after and member.serves

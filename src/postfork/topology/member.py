@@ -65,6 +65,8 @@ class Member:
         every connection in use the wait may end empty-handed: that member is busy serving,
         so its verdict stands until the next check."""
         before = self.verdict
+        if self.pool.closed:  # the process is leaving (a check raced its exit): no verdict
+            return before, before
         idle, in_use = self.pool.counts()
         busy = not idle and in_use >= self.pool.options.max_size
         seconds = timeout if idle else timeout + math.ceil(timeout)
