@@ -8,6 +8,7 @@ import os
 import random
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -235,6 +236,26 @@ def test_lifetime_is_below_the_server_wait_timeout_with_per_connection_jitter() 
     assert all(0.9 * cap <= life <= cap for life in lifetimes)
     assert len(set(lifetimes)) == 50  # no two connections expire together
     assert lifetimes[-1] - lifetimes[0] > 0.05 * cap
+
+
+def test_the_servers_wait_timeout_is_read_once_a_minute_not_on_every_connect() -> None:
+    """Every session of a pool gets the same wait_timeout; reading it on each connect was one
+    statement more per new session than a stock driver sends."""
+    clock = FakeClock()
+    driver = FakeDriver(wait_timeout=100.0)
+    reads: list[float] = []
+    read = driver.session_wait_timeout
+    driver.session_wait_timeout = lambda conn: reads.append(1) or read(conn)  # type: ignore[method-assign]
+    pool = make_pool(driver, max_size=6, min_idle=5, clock=clock, lifetime_jitter=0)
+    pool.warm()
+    assert len(reads) == 1 and all(s.expires - s.created == 80.0 for s in pool._idle)
+    clock.advance(61)
+    driver.wait_timeout = 50.0  # changed on the server meanwhile: the next connect reads it
+    with ExitStack() as stack:
+        for _ in range(6):  # the sixth connects
+            stack.enter_context(pool.connection())
+        newest = max(pool._busy, key=lambda slot: slot.created)
+        assert len(reads) == 2 and newest.expires - newest.created == 40.0
 
 
 def test_max_lifetime_caps_the_lifetime_below_a_generous_server() -> None:

@@ -84,6 +84,9 @@ class Attempt:
         return 0.0 if self.since is None else time.monotonic() - self.since
 
 
+WAIT_TIMEOUT_REREAD = 60.0  # seconds a pool trusts the wait_timeout it read on a connect
+
+
 class PoolCore(abc.ABC):
     """A per-process pool's state and decisions; see the module's docstring."""
 
@@ -113,6 +116,7 @@ class PoolCore(abc.ABC):
         self._counters = Counters()
         self._silence = SilenceBreaker()
         self._leaks = LeakWatch(self.options.leak_timeout)
+        self._wait_timeout: tuple[float, float] | None = None  # (seconds, read at)
         self.fork_hooks = PoolForkHooks(self)
         fork.register(self.fork_hooks)
 
@@ -427,6 +431,19 @@ class PoolCore(abc.ABC):
             self.note_silence(drop_idle=False)
         if self.events.connect_failed and isinstance(exc, Error):
             fire(self.events.connect_failed, self, exc)
+
+    def _known_wait_timeout(self) -> float | None:
+        """The session ``wait_timeout`` an earlier connect of this pool read, while fresh: every
+        session of one pool gets the same one (the server's, after ``init_sql``), and reading
+        it on each connect cost every new session a statement more than stock drivers send.
+        Read again on a connect after ``WAIT_TIMEOUT_REREAD`` seconds (a changed setting)."""
+        known = self._wait_timeout
+        if known is None or self._clock() - known[1] > WAIT_TIMEOUT_REREAD:
+            return None
+        return known[0]
+
+    def _learn_wait_timeout(self, seconds: float) -> None:
+        self._wait_timeout = (seconds, self._clock())
 
     def _attach(self, slot: Slot, conn: Any, wait_timeout: float, seconds: float) -> None:
         """A new session in its slot: probes built, TCP dead-peer detection set, a lifetime

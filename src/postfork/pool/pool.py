@@ -306,7 +306,10 @@ class Pool(PoolCore):
             stage = "session setup"
             try:  # init_sql first: it may set the session's wait_timeout
                 driver.run_init_sql(conn, options.init_sql)
-                wait_timeout = driver.session_wait_timeout(conn)
+                wait_timeout = self._known_wait_timeout()
+                if wait_timeout is None:
+                    wait_timeout = driver.session_wait_timeout(conn)
+                    self._learn_wait_timeout(wait_timeout)
             except BaseException:
                 driver.close_now(conn)
                 raise
