@@ -20,11 +20,9 @@ import inspect
 import json
 import logging
 import os
-import sys
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from importlib.machinery import ModuleSpec
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import environment, fork, response_hooks
@@ -40,7 +38,6 @@ from .topology import Cluster
 from .upkeep import upkeep
 
 log = logging.getLogger("postfork.install")
-IMPORT_WAIT = 120.0  # seconds a warm-up waits for the app's import to complete
 
 DEFAULT_WARMUP_TIMEOUT = 10.0
 F = TypeVar("F", bound=Callable[[], object])
@@ -140,41 +137,19 @@ class Installation:
         if self.upkeep:
             upkeep.start_timer()
 
-    def warm_now(self, importing: Sequence[ModuleSpec] = ()) -> bool:
+    def warm_now(self) -> bool:
         """Open the pool's connections and run the warm-up; never raises (a worker that cannot
-        reach the database must still start, report not-ready and answer 503). ``importing``:
-        modules still being imported (``install()`` called at import time, in the process that
-        serves): the warm-up, which goes through the app, waits until they are complete, on a
-        thread; a request through an app still being built would build it too early (Starlette
-        refuses middleware added after its first request)."""
+        reach the database must still start, report not-ready and answer 503)."""
         if self.asynchronous:
             raise TypeError("an AsyncPool warms in its loop: await installation.warm_async()")
-        if importing and self.warmup is not None:
-            return run_to_end(self._warm(run_warmup=False)) and self._warm_up_after(importing)
         return run_to_end(self._warm())
-
-    def _warm_up_after(self, importing: Sequence[ModuleSpec]) -> bool:
-        def when_imported() -> None:
-            deadline = time.monotonic() + IMPORT_WAIT
-            while any(getattr(spec, "_initializing", False) for spec in importing):
-                if time.monotonic() > deadline:
-                    log.warning("the app took over %gs to import: no warm-up", IMPORT_WAIT)
-                    return
-                time.sleep(0.005)
-            started = time.perf_counter()
-            run_to_end(self._run_warmup())
-            announce(log, "pid %d: warm-up done in %.1f ms", os.getpid(),
-                     (time.perf_counter() - started) * 1000)  # fmt: skip
-
-        start_daemon(when_imported, "postfork-warmup-after-import")
-        return True
 
     async def warm_async(self) -> bool:
         """``warm_now()`` for an AsyncPool, in its loop (the ASGI lifespan's start-up); never
         raises either."""
         return await self._warm()
 
-    async def _warm(self, *, run_warmup: bool = True) -> bool:
+    async def _warm(self) -> bool:
         started_at, started = time.time(), time.perf_counter()
         try:
             opened = await result(self.pool.warm())
@@ -182,8 +157,7 @@ class Installation:
             self._report(started_at, 0, time.perf_counter() - started, 0.0, str(exc))
             return False
         connected = time.perf_counter()
-        if run_warmup:
-            await self._run_warmup()
+        await self._run_warmup()
         done = time.perf_counter()
         self._report(started_at, opened, connected - started, done - connected, None)
         self.warm_pid = os.getpid()
@@ -258,19 +232,6 @@ class Installation:
 
     def __repr__(self) -> str:
         return f"<Installation {self.server} {self.role.value} warm={self.warm} pool={self.pool!r}>"
-
-
-def modules_being_imported() -> list[ModuleSpec]:
-    """The modules on the caller's stack whose import is still running (an app module that
-    calls ``install()`` at its top, or imports one that does)."""
-    found: list[ModuleSpec] = []
-    frame = sys._getframe(1)
-    while frame is not None:
-        spec = frame.f_globals.get("__spec__")
-        if spec is not None and getattr(spec, "_initializing", False) and spec not in found:
-            found.append(spec)
-        frame = frame.f_back  # type: ignore[assignment]
-    return found
 
 
 def _capture(func: Callable[[], object], failure: list[BaseException]) -> None:
@@ -349,7 +310,7 @@ def install(
         fork.before_workers_fork()  # ORMs give back what they hold: closed just below
         _enter_master(installation, accelerate_respawns)
     elif not installation.asynchronous:
-        installation.warm_now(importing=modules_being_imported())
+        installation.warm_now()
         if upkeep_timer:
             upkeep.start_timer()
     return installation
