@@ -49,9 +49,9 @@ def make_engine(url: DatabaseURL, driver: str = "mysqlclient", **options: Any) -
 # -- round trips ---------------------------------------------------------------------------------
 
 
-def chunks_per_read(url: DatabaseURL, engine_of: Any) -> tuple[float, Any]:
-    """Client-to-server chunks per simple read through a counting proxy (one per statement),
-    from two runs of 20 and 40 reads: connecting and set-up cancel out."""
+def commands_per_read(url: DatabaseURL, engine_of: Any) -> tuple[float, Any]:
+    """MySQL commands the client sent per simple read, counted by a proxy, from two runs of
+    20 and 40 reads: connecting and set-up cancel out."""
     totals, engine = [], None
     for reads in (20, 40):
         with ProxyProcess(proxy_target(url), 0.0) as proxy:
@@ -59,7 +59,7 @@ def chunks_per_read(url: DatabaseURL, engine_of: Any) -> tuple[float, Any]:
             for _ in range(reads):
                 with engine.connect() as conn:
                     conn.execute(text("SELECT 1")).scalar()
-            totals.append(proxy.stop()["client_chunks"])
+            totals.append(proxy.stop()["client_commands"])
     return (totals[1] - totals[0]) / 20, engine
 
 
@@ -72,10 +72,9 @@ def test_a_simple_read_waits_for_one_round_trip_where_stock_pre_ping_waits_for_t
     def on_postfork(url: DatabaseURL) -> sqlalchemy.Engine:
         return make_engine(url, driver)
 
-    stock_chunks, _ = chunks_per_read(database_url, stock)
-    ours, engine = chunks_per_read(database_url, on_postfork)
-    # chunks are statements, give or take a write the proxy happened to see in two parts
-    assert stock_chunks == pytest.approx(3, abs=0.1)  # ping, query, rollback: each waited for
+    stock_commands, _ = commands_per_read(database_url, stock)
+    ours, engine = commands_per_read(database_url, on_postfork)
+    assert stock_commands == pytest.approx(3, abs=0.1)  # ping, query, rollback: each waited for
     assert ours == pytest.approx(2, abs=0.1)  # the query, and a rollback not waited for:
     pool = engine.pool.postfork_pool
     with pool._lock:
@@ -93,20 +92,20 @@ def test_an_orm_session_read_sends_one_rollback_and_waits_for_none_of_it(
         with Session(engine) as session:
             session.execute(select(Note)).all()
 
-    def session_chunks(engine_of: Any) -> float:
+    def session_commands(engine_of: Any) -> float:
         totals = []
         for reads in (20, 40):
             with ProxyProcess(proxy_target(database_url), 0.0) as proxy:
                 engine = engine_of(proxied(database_url, proxy.port))
                 for _ in range(reads):
                     read(engine)
-                totals.append(proxy.stop()["client_chunks"])
+                totals.append(proxy.stop()["client_commands"])
         return (totals[1] - totals[0]) / 20
 
-    stock = session_chunks(
+    stock = session_commands(
         lambda url: sqlalchemy.create_engine(engine_url(url, driver), pool_pre_ping=True)
     )
-    ours = session_chunks(lambda url: make_engine(url, driver))
+    ours = session_commands(lambda url: make_engine(url, driver))
     assert stock == pytest.approx(4, abs=0.1)  # ping, query, ROLLBACK, ROLLBACK
     assert ours == pytest.approx(2, abs=0.1)  # query, one ROLLBACK not waited for
 

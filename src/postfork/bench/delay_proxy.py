@@ -39,12 +39,14 @@ from .lines import send_line
 _CHUNK = 65536
 _EOF = b""
 HOLD_COMMANDS = ("hold", "hold-handshakes", "flow")
+STOP_DRAIN = 0.25  # seconds a stop waits for clients still closing, so their last bytes count
 
 
 @dataclass
 class Counters:
     connections: int = 0
-    client_chunks: int = 0
+    client_commands: int = 0  # MySQL commands the clients sent (a statement, a ping, a quit)
+    client_chunks: int = 0  # reads off client sockets: a command, or several sent together
     client_bytes: int = 0
     server_chunks: int = 0
     server_bytes: int = 0
@@ -69,12 +71,44 @@ def parse_target(text: str) -> tuple[int, str | tuple[str, int]]:
     return socket.AF_INET, (host or "127.0.0.1", int(port))
 
 
+class CommandCounter:
+    """The MySQL commands in one client's byte stream. A packet is 3 bytes of payload length,
+    1 of sequence number, then the payload; each command opens a packet with sequence number
+    0 (the handshake's answers have 1 and up). Unlike reads off the socket, which merge two
+    commands sent together (a pipelined ROLLBACK and the next query), this counts each once.
+    Over TLS the stream is opaque after the handshake and nothing more is counted."""
+
+    __slots__ = ("_header", "_skip", "commands")
+
+    def __init__(self) -> None:
+        self._header = b""
+        self._skip = 0
+        self.commands = 0
+
+    def feed(self, data: bytes) -> int:
+        """Read ``data``; return how many commands began in it."""
+        before, at = self.commands, 0
+        while at < len(data):
+            if self._skip:
+                taken = min(self._skip, len(data) - at)
+                self._skip, at = self._skip - taken, at + taken
+                continue
+            needed = 4 - len(self._header)
+            self._header, at = self._header + data[at : at + needed], at + needed
+            if len(self._header) == 4:
+                self.commands += self._header[3] == 0
+                self._skip, self._header = int.from_bytes(self._header[:3], "little"), b""
+        return self.commands - before
+
+
 class DelayProxy:
     def __init__(self, target: str, delay: float, listen: tuple[str, int] = ("127.0.0.1", 0)):
         self.family, self.address = parse_target(target)
         self.delay = delay
         self.counters = Counters()
         self._lock = threading.Lock()
+        self._clients_done = threading.Condition(self._lock)
+        self._open_clients = 0  # client streams not yet at their end
         self.listener = socket.create_server(listen)
         self.port = int(self.listener.getsockname()[1])
         self._flowing = threading.Event()  # cleared: every byte and every new session waits
@@ -115,6 +149,7 @@ class DelayProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self.counters.connections += 1
+            self._open_clients += 1
         self._pipe(client, upstream, from_client=True, held=held)
         self._pipe(upstream, client, from_client=False, held=None)
 
@@ -136,6 +171,7 @@ class DelayProxy:
         chunks: queue.SimpleQueue[tuple[float, bytes]],
         from_client: bool,
     ) -> None:
+        commands = CommandCounter() if from_client else None
         while True:
             try:
                 data = source.recv(_CHUNK)
@@ -143,12 +179,24 @@ class DelayProxy:
                 data = _EOF
             chunks.put((time.monotonic() + self.delay, data))
             if not data:
+                if from_client:
+                    with self._lock:
+                        self._open_clients -= 1
+                        self._clients_done.notify_all()
                 return
-            self._count(from_client, len(data))
+            self._count(len(data), commands.feed(data) if commands is not None else None)
 
-    def _count(self, from_client: bool, size: int) -> None:
+    def wait_for_clients(self, timeout: float) -> None:
+        """Until every client has closed its connection (what it sent last, a ROLLBACK or a
+        COM_QUIT, is counted by then), or ``timeout``: the final counters are complete."""
+        with self._clients_done:
+            self._clients_done.wait_for(lambda: self._open_clients <= 0, timeout)
+
+    def _count(self, size: int, commands: int | None) -> None:
+        """``commands``: how many began in a client's chunk; None: the server's chunk."""
         with self._lock:
-            if from_client:
+            if commands is not None:
+                self.counters.client_commands += commands
                 self.counters.client_chunks += 1
                 self.counters.client_bytes += size
             else:
@@ -210,7 +258,7 @@ class ProxyProcess:
         self.port = int(ready[1].rpartition(":")[2])
 
     def sample(self) -> dict[str, Any]:
-        """The counters so far (connections, client chunks: statements), while it runs."""
+        """The counters so far (connections, client commands and chunks), while it runs."""
         assert self.process.stdout is not None
         self.process.send_signal(signal.SIGUSR1)
         counters: dict[str, Any] = json.loads(self.process.stdout.readline())
@@ -272,6 +320,8 @@ def main(argv: list[str] | None = None) -> None:
         if what not in ("sample", "stop"):
             send_line(f"ERROR unknown command {what!r}")
             continue
+        if what == "stop":
+            proxy.wait_for_clients(STOP_DRAIN)
         with proxy._lock:
             line = json.dumps(asdict(proxy.counters))
         send_line(line)  # the counters so far (a sample), or the last ones
