@@ -4,8 +4,10 @@
     from postfork.gunicorn import post_fork, post_request, pre_fork, worker_exit  # noqa: F401
 
 - ``pre_fork(server, worker)``, in the arbiter before each fork: the arbiter is known to be the
-  arbiter, and every pool in it keeps no connection (whatever the app opened while loading is
-  closed cleanly here, and the log says so), so no worker inherits a session.
+  arbiter (at the first fork it warns when ``max_requests`` without ``max_requests_jitter``
+  will recycle every worker at once), and every pool in it keeps no connection (whatever the
+  app opened while loading is closed cleanly here, and the log says so), so no worker
+  inherits a session.
 - ``post_fork(server, worker)``, in the new worker: inherited connections are abandoned without
   a byte sent and the pools warm, before the worker loads the app or accepts a request.
 - ``post_request(worker, req, environ, resp)``, after each response is sent: the request's
@@ -41,6 +43,7 @@ __all__ = ["post_fork", "post_request", "pre_fork", "worker_exit"]
 
 def pre_fork(server: Any, worker: Any) -> None:
     gunicorn_server.arbiter_forks(os.getpid())
+    gunicorn_server.warn_about_recycling_once(getattr(server, "cfg", None))
     fork.before_workers_fork()  # ORMs give back the connections they hold
     for pool in fork.live_pools():
         if isinstance(pool, PoolCore):  # a thread pool or an asyncio one

@@ -124,3 +124,26 @@ def test_children_freeze_what_they_inherited_when_the_master_asks() -> None:
     finally:
         fork.freeze_gc_in_children(False)
     assert gc.get_freeze_count() == 0  # the parent itself is never frozen
+
+
+@pytest.mark.parametrize(
+    ("max_requests", "jitter", "workers", "warned"),
+    [(1000, 0, 4, True), (1000, 50, 4, False), (1000, 0, 1, False), (0, 0, 4, False)],
+)
+def test_gunicorn_recycling_every_worker_at_once_is_said_at_the_first_fork(
+    max_requests: int, jitter: int, workers: int, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from postfork.servers import gunicorn as gunicorn_server
+
+    gunicorn_server._warned_pid = 0
+    cfg = types.SimpleNamespace(
+        max_requests=max_requests, max_requests_jitter=jitter, workers=workers
+    )
+    arbiter = types.SimpleNamespace(pid=os.getpid(), cfg=cfg)
+    with caplog.at_level("WARNING", logger="postfork.server"):
+        hooks.pre_fork(arbiter, object())
+        hooks.pre_fork(arbiter, object())  # the next forks say nothing more
+    said = [r.message for r in caplog.records if "max_requests_jitter 0" in r.message]
+    assert len(said) == (1 if warned else 0), said
+    if warned:
+        assert "set max_requests_jitter (about 100)" in said[0]

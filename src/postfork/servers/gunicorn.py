@@ -54,3 +54,33 @@ def _in_arbiter_by_stack() -> bool | None:
         log.debug("gunicorn arbiter found on the stack (no pre_fork hook has run yet)")
         return True
     return None
+
+
+def recycling_warning(max_requests: int, jitter: int, workers: int) -> str | None:
+    """Under gunicorn with ``max_requests`` and several workers but no ``max_requests_jitter``:
+    workers started together serve about as many requests each, reach the limit together and
+    restart together, and the server's capacity drops with them."""
+    if max_requests <= 0 or jitter > 0 or workers < 2:
+        return None
+    suggested = max(1, max_requests // 10)
+    return (
+        f"max_requests is {max_requests} with max_requests_jitter 0 and {workers} workers: "
+        f"workers that start together recycle together; set max_requests_jitter (about "
+        f"{suggested}) so that they leave one at a time"
+    )
+
+
+_warned_pid = 0  # the arbiter that said it (once, at its first fork)
+
+
+def warn_about_recycling_once(cfg: object) -> None:
+    """The warning above, once per arbiter, from the settings gunicorn hands its hooks."""
+    global _warned_pid
+    if _warned_pid == os.getpid():
+        return
+    _warned_pid = os.getpid()
+    numbers = [getattr(cfg, name, 0) for name in ("max_requests", "max_requests_jitter", "workers")]
+    if all(isinstance(number, int) for number in numbers):
+        warning = recycling_warning(*numbers)
+        if warning:
+            log.warning("%s", warning)
