@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import environment, fork, response_hooks
+from . import after_import, environment, fork, response_hooks
 from .coroutines import result, run_to_end
 from .errors import ConfigError, Error
 from .log_output import announce
@@ -310,7 +310,9 @@ def install(
         fork.before_workers_fork()  # ORMs give back what they hold: closed just below
         _enter_master(installation, accelerate_respawns)
     elif not installation.asynchronous:
-        installation.warm_now()
+        module = after_import.module_being_imported() if warmup is not None else None
+        if module is None or not after_import.when_done(module, installation.warm_now):
+            installation.warm_now()
         if upkeep_timer:
             upkeep.start_timer()
     return installation

@@ -153,3 +153,82 @@ def test_the_warm_line_counts_connections_opened_before_the_warm_up(
         assert "1 connection(s) ready (0 opened now in" in report.render()
         assert "1 already open" in report.render()
         assert WarmReport.from_json(report.to_json()) == report
+
+
+
+STARLETTE_APP = '''
+"""install() with a warm-up through the app, written above the app's own middleware."""
+import asyncio, os
+import postfork
+from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+pool = postfork.Pool(os.environ["DATABASE_URL"], min_idle=1, max_size=2)
+
+
+def homepage(request):
+    with pool.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT 1")
+        return JSONResponse({"one": cursor.fetchone()[0]})
+
+
+app = Starlette(routes=[Route("/", homepage)])
+seen = []
+
+
+def warm_through_the_app():
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        seen.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b"",
+             "root_path": "", "scheme": "http", "server": ("app", 80), "http_version": "1.1"}
+    asyncio.run(app(scope, receive, send))
+
+
+postfork.install(pool, warmup=warm_through_the_app)
+
+
+class Stamp(BaseHTTPMiddleware):
+    async def dispatch(self, request, call_next):
+        response = await call_next(request)
+        response.headers["x-stamp"] = "yes"
+        return response
+
+
+app.add_middleware(Stamp)  # Starlette refuses this once the app has served a request
+'''
+
+
+def test_install_above_the_apps_middleware_warms_it_once_it_is_complete(
+    database_url: DatabaseURL, tmp_path: Any
+) -> None:
+    """A new user's order: install() with a warm-up through the app, then the app's
+    middleware. The warm-up runs as the module's body returns (it ran at the install() line,
+    and every worker failed to boot: 'Cannot add middleware after an application has
+    started'); it goes through the complete app, before the import returns."""
+    import subprocess
+    import sys
+
+    (tmp_path / "starapp.py").write_text(STARLETTE_APP)
+    check = (
+        "import starapp\n"  # the warm-up has run when the import returns
+        "headers = dict(starapp.seen[0]['headers'])\n"
+        "print(starapp.seen[0]['status'], headers.get(b'x-stamp'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=tmp_path,
+        env={**os.environ, "DATABASE_URL": database_url.render_secret()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "200 b'yes'"  # the warm-up went through the app's middleware
+    assert "warm in" in done.stderr
