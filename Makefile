@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-asgi test-django test-cluster test-partition test-stress test-dist lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
+.PHONY: demo test test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -58,6 +58,10 @@ test-cluster: $(STAMP)
 test-partition: $(STAMP)
 	./scripts/system-deps.sh nftables iproute2
 	$(BIN)/pytest -q tests/partition
+
+# postfork bench end to end: every scenario, the ORM scenarios, a refused rate (1.5 minutes).
+test-bench: $(STAMP)
+	$(BIN)/pytest -q -m bench_tool tests/e2e
 
 # The distribution: sdist and wheel built (python -m build) and checked (twine check --strict),
 # the wheel installed into a fresh virtualenv, each public module imported with only its extra.

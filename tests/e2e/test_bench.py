@@ -18,6 +18,8 @@ import pytest
 
 from postfork.tools.embedded import EmbeddedMariaDB
 
+pytestmark = pytest.mark.bench_tool  # make test-bench: the bench tool end to end
+
 POSTFORK = str(Path(sys.executable).parent / "postfork")
 
 
