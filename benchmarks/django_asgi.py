@@ -26,13 +26,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from postfork import parse_url
 from postfork.drivers import connect
 from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port, get
+from postfork.tools.serve.runner import ServiceProcess, free_port, from_clients, get
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.e2e.apps.djangoapp.asgi:application"
@@ -115,31 +116,22 @@ def traffic(port: int) -> list[tuple[int, int, float, bool, float]]:
     """(status, worker request number, ms, paid a connect, ms in the app) per request; a
     connection reset at recycling counts as status 0."""
     paths = ["/notes/1", "/async/notes/1", "/notes?body=s", "/async/notes?body=a"]
-    rows: list[tuple[int, int, float, bool, float]] = []
-    lock = threading.Lock()
 
-    def client(offset: int) -> None:
+    def client(offset: int) -> Iterator[tuple[int, int, float, bool, float]]:
         for number in range(REQUESTS // CLIENTS):
             path = paths[(offset + number) % len(paths)]
             method = "POST" if "body=" in path else "GET"
             started = time.perf_counter()
             try:
                 answer = get(port, path, method=method, timeout=15)
-                ms = (time.perf_counter() - started) * 1000
-                timing = answer.timing
-                paid = timing["db-connect"] > 0
-                row = (answer.status, answer.worker[1], ms, paid, timing["app"])
             except OSError:
-                row = (0, 0, 0.0, False, 0.0)
-            with lock:
-                rows.append(row)
+                yield (0, 0, 0.0, False, 0.0)
+                continue
+            ms = (time.perf_counter() - started) * 1000
+            timing = answer.timing
+            yield (answer.status, answer.worker[1], ms, timing["db-connect"] > 0, timing["app"])
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    return rows
+    return from_clients(CLIENTS, client)
 
 
 def measure(url: Any, server: str, max_requests: int, env: dict[str, str]) -> dict[str, Any]:

@@ -34,15 +34,16 @@ def notes_db() -> Iterator[EmbeddedMariaDB]:
 def serve(
     db: EmbeddedMariaDB,
     server: str,
-    driver: str = "asyncmy",
+    driver: str | None = "asyncmy",
     *,
     processes: int = 2,
     max_requests: int = 10,
     env: dict[str, str] | None = None,
     extra: tuple[str, ...] = (),
     app: str = NOTES_APP,
+    ready_path: str = "/healthz",
 ) -> ServiceProcess:
-    """The notes app under ``server``, recycling every ``max_requests``."""
+    """The notes app (or ``app``) under ``server``, recycling every ``max_requests``."""
     options = ServeOptions(
         server=server,
         processes=processes,
@@ -51,8 +52,8 @@ def serve(
         extra=extra,
         app=app,
     )
-    url = dataclasses.replace(db.url, driver=driver)
-    return ServiceProcess(url, options, env=env or {})
+    url = db.url if driver is None else dataclasses.replace(db.url, driver=driver)
+    return ServiceProcess(url, options, env=env or {}, ready_path=ready_path)
 
 
 def aborted_clients(db: EmbeddedMariaDB) -> int:

@@ -17,12 +17,11 @@ from contextlib import contextmanager
 import pytest
 
 from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork.tools.serve.runner import Response, ServiceProcess, from_clients, get
 from tests.e2e.conftest import service_db  # noqa: F401  (the private server)
 from tests.e2e.test_orm_apps import app_env, migrate, sessions
 
-from .conftest import get_as_a_proxy_would
+from .conftest import get_as_a_proxy_would, serve
 from .test_servers import RECYCLED_WITHIN
 
 APP = "tests.e2e.apps.djangoapp.asgi:application"
@@ -40,16 +39,17 @@ def db(service_db: EmbeddedMariaDB) -> Iterator[EmbeddedMariaDB]:  # noqa: F811
 def django_under(
     db: EmbeddedMariaDB, server: str, max_requests: int = 10, **env: str
 ) -> Iterator[ServiceProcess]:
-    options = ServeOptions(
-        server=server,
+    with serve(
+        db,
+        server,
+        None,  # the app's own DATABASE_URL (app_env), read by its settings
         processes=WORKERS,
         max_requests=max_requests,
-        bind=f"127.0.0.1:{free_port()}",
-        app=APP,
+        env=app_env(db, **env),
         extra=("--max-requests-jitter", "0") if server.startswith("gunicorn") else (),
-    )
-    service = ServiceProcess(db.url, options, env=app_env(db, **env), ready_path="/notes/0")
-    with service:
+        app=APP,
+        ready_path="/notes/0",
+    ) as service:
         yield service
 
 
@@ -77,24 +77,15 @@ class Sampler:
 def traffic(port: int, resets: list[str] | None = None) -> list[Response]:
     """CLIENTS concurrent clients, each alternating sync and async reads and writes (sent
     again, as a proxy would, when a recycling uvicorn or hypercorn worker reset them)."""
-    answers: list[Response] = []
-    lock = threading.Lock()
     paths = ["/notes/1", "/async/notes/1", "/notes?body=s", "/async/notes?body=a"]
 
-    def client(offset: int) -> None:
+    def client(offset: int) -> Iterator[Response]:
         for number in range(EACH):
             path = paths[(offset + number) % len(paths)]
             method = "POST" if "body=" in path else "GET"
-            answer = get_as_a_proxy_would(port, path, resets, method=method)
-            with lock:
-                answers.append(answer)
+            yield get_as_a_proxy_would(port, path, resets, method=method)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return answers
+    return from_clients(CLIENTS, client, timeout=120)
 
 
 def first_note(port: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from postfork.tools.embedded import EmbeddedMariaDB
 from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork.tools.serve.runner import Response, ServiceProcess, free_port, from_clients, get
 
 # Several hundred requests: each of the 2 workers is recycled about 30 times.
 REQUESTS = {"uwsgi": 300, "gunicorn": 300}
@@ -63,21 +63,11 @@ class ConnectionSampler:
 
 
 def drive(port: int, total: int) -> list[Response]:
-    responses: list[Response] = []
-    lock = threading.Lock()
-
-    def client(offset: int) -> None:
+    def client(offset: int) -> Iterator[Response]:
         for i in range(offset, total, CONCURRENCY):
-            response = get(port, f"/v1/accounts/{i % 50 + 1}/summary")
-            with lock:
-                responses.append(response)
+            yield get(port, f"/v1/accounts/{i % 50 + 1}/summary")
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CONCURRENCY)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return responses
+    return from_clients(CONCURRENCY, client)
 
 
 @pytest.fixture

@@ -184,7 +184,7 @@ class DelayProxy:
                         self._open_clients -= 1
                         self._clients_done.notify_all()
                 return
-            self._count(len(data), commands.feed(data) if commands is not None else None)
+            self._count(from_client, len(data), commands.feed(data) if commands is not None else 0)
 
     def wait_for_clients(self, timeout: float) -> None:
         """Until every client has closed its connection (what it sent last, a ROLLBACK or a
@@ -192,10 +192,10 @@ class DelayProxy:
         with self._clients_done:
             self._clients_done.wait_for(lambda: self._open_clients <= 0, timeout)
 
-    def _count(self, size: int, commands: int | None) -> None:
-        """``commands``: how many began in a client's chunk; None: the server's chunk."""
+    def _count(self, from_client: bool, size: int, commands: int) -> None:
+        """``commands``: how many began in a client's chunk."""
         with self._lock:
-            if commands is not None:
+            if from_client:
                 self.counters.client_commands += commands
                 self.counters.client_chunks += 1
                 self.counters.client_bytes += size

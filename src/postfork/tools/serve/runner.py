@@ -15,13 +15,38 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ...observe.timing import parse_server_timing, parse_worker
 from ...url import DatabaseURL
 from .command import ServeOptions, command, remove_metrics_dir, server_environment
+
+T = TypeVar("T")
+
+
+def from_clients(
+    clients: int, client: Callable[[int], Iterable[T]], timeout: float = 300.0
+) -> list[T]:
+    """``client(0)`` .. ``client(clients - 1)``, each on a thread of its own, all at once:
+    every item they yield (an answer, a measurement), in the order they came."""
+    items: list[T] = []
+    lock = threading.Lock()
+
+    def run(number: int) -> None:
+        for item in client(number):
+            with lock:
+                items.append(item)
+
+    threads = [threading.Thread(target=run, args=(number,)) for number in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return items
 
 
 def free_port() -> int:
