@@ -64,21 +64,36 @@ def uwsgi_cluster_app(
     )
 
 
-def load(port: int, seconds: float, during: object = None, clients: int = 4) -> Counter[int]:
+class Statuses(Counter[int]):
+    """Answers by status (0: no answer), with the first few failures' bodies: an assertion
+    on the counts shows why requests failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: list[object] = []
+
+    def __repr__(self) -> str:
+        return f"{dict(self)} failures: {self.failures}"
+
+
+def load(port: int, seconds: float, during: object = None, clients: int = 4) -> Statuses:
     """``clients`` threads of GET /notes for ``seconds``; ``during()`` runs after a third of
-    it. Returns the answers by status (0: no answer)."""
-    statuses: Counter[int] = Counter()
+    it."""
+    statuses = Statuses()
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
     def client() -> None:
         while time.monotonic() < stop:
             try:
-                status = get(port, "/notes", timeout=10).status
-            except OSError:
-                status = 0
+                answer = get(port, "/notes", timeout=10)
+                status, body = answer.status, answer.body
+            except OSError as exc:
+                status, body = 0, repr(exc)
             with lock:
                 statuses[status] += 1
+                if status != 200 and len(statuses.failures) < 5:
+                    statuses.failures.append(body)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:

@@ -237,6 +237,42 @@ def test_primary_stopped_writes_fail_fast_reads_go_on_and_writes_resume_within_a
     replica_set.wait_for_replicas()
 
 
+def test_replicas_left_while_the_primary_answered_serve_once_it_is_gone_before_a_check(
+    replica_set: EmbeddedReplicaSet,
+) -> None:
+    """A worker checks while the primary is on its way down: the primary still answers, its
+    replicas' I/O threads are already down, and this worker never saw them replicating, so
+    they are left and reads fall back to the primary. When the primary then refuses a
+    connect, the replicas serve at once, not at the next check (a worker recycled by
+    max-requests may never reach one: every read it served failed)."""
+    for replica in replica_set.replicas:
+        replica.execute("STOP SLAVE IO_THREAD")
+    cluster = Cluster(
+        replica_set.primary_url,
+        replica_set.replica_urls,
+        check_interval=3600.0,  # no check but warm()'s: only the failure itself may act
+        max_replica_lag=1.0,
+        min_idle=1,
+        connect_timeout=1.0,
+        autocommit=True,
+    )
+    primary = replica_set.primary
+    try:
+        cluster.warm()
+        assert [m.health for m in cluster.members[1:]] == [Health.STOPPED, Health.STOPPED]
+        assert read_port(cluster) == primary.port  # fallback="primary"
+        primary.terminate()
+        ports = {cluster.read(server_port) for _ in range(10)}
+        assert ports == {replica.port for replica in replica_set.replicas}
+        assert cluster.primary is not None and cluster.primary.health is Health.DOWN
+    finally:
+        cluster.close()
+        primary.start()
+        for replica in replica_set.replicas:
+            replica.execute("START SLAVE IO_THREAD")
+    replica_set.wait_for_replicas()
+
+
 def test_reads_fail_fast_when_asked_to_and_no_replica_qualifies(
     replica_set: EmbeddedReplicaSet,
 ) -> None:

@@ -44,6 +44,9 @@ class Member:
         self.left = 0  # times this process took it out of rotation
         # a replica's lag when a check last saw its I/O thread running, and when (monotonic)
         self._replicating: tuple[float, float] | None = None
+        # a replica's last SHOW SLAVE STATUS, and the verdict the check drew from it
+        self._status: dict[str, Any] | None = None
+        self._probed: Verdict | None = None
 
     @property
     def health(self) -> Health:
@@ -91,20 +94,33 @@ class Member:
         finally:
             cursor.close()
         if self.role is Role.REPLICA:
-            status = rows_as_status(description, rows)
-            now, seen = time.monotonic(), self._replicating
-            verdict = judge_replica(
-                status,
-                max_lag=max_lag,
-                primary_reachable=primary_reachable,
-                behind_at_most=None if seen is None else seen[0] + now - seen[1],
-            )
-            if replicating_now(status) and verdict.lag is not None:
-                self._replicating = (verdict.lag, now)
+            self._status = rows_as_status(description, rows)
+            verdict = self._judge(max_lag=max_lag, primary_reachable=primary_reachable)
+            if replicating_now(self._status) and verdict.lag is not None:
+                self._replicating = (verdict.lag, time.monotonic())
+            self._probed = verdict
             return verdict
         if self.role is Role.GALERA:
             return judge_galera(pairs_as_status(rows))
         return UP
+
+    def _judge(self, *, max_lag: float, primary_reachable: bool) -> Verdict:
+        seen = self._replicating
+        return judge_replica(
+            self._status,
+            max_lag=max_lag,
+            primary_reachable=primary_reachable,
+            behind_at_most=None if seen is None else seen[0] + time.monotonic() - seen[1],
+        )
+
+    def primary_left(self, *, max_lag: float) -> None:
+        """The primary stopped answering after this replica's last check: judge its last
+        answer again (no I/O) as if the check had found the primary down. A replica whose
+        I/O thread was down while the primary still answered (a primary on its way down
+        drops its replicas first) was left then; with the primary gone it holds the
+        freshest data there is, and reads need it now, not at the next check."""
+        if self.role is Role.REPLICA and self.verdict is self._probed:
+            self.set(self._judge(max_lag=max_lag, primary_reachable=False))
 
     def set(self, verdict: Verdict) -> None:
         if self.verdict.serves and not verdict.serves:

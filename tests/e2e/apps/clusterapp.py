@@ -85,10 +85,9 @@ def application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]
     else:
         try:
             status, body = "200 OK", {**handler(), "pid": os.getpid()}
-        except postfork.Error as exc:  # unreachable, no member left, pool exhausted
-            status, body = "503 Service Unavailable", {"error": type(exc).__name__}
-        except Exception as exc:  # the driver's own error (a connection lost mid-query)
-            status, body = "503 Service Unavailable", {"error": type(exc).__name__}
+        except Exception as exc:  # postfork's (no member left...), the driver's (connection lost)
+            error = {"error": type(exc).__name__, "detail": str(exc), "pid": os.getpid()}
+            status, body = "503 Service Unavailable", error
     payload = json.dumps(body).encode()
     start_response(status, [("Content-Type", "application/json"), ("Retry-After", "1")])
     return [payload]
