@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
+.PHONY: demo test docs test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -73,6 +73,12 @@ test-dist: $(STAMP)
 test-stress: $(STAMP)
 	$(BIN)/python scripts/stress.py --rounds 3
 
+# The documentation site (MkDocs + Material, the API pages from the docstrings) into site/,
+# every warning an error: a broken link or anchor, a page missing from the navigation. Its
+# Python examples run in make test (tests/docs).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -105,4 +111,4 @@ bench-pool: $(STAMP)
 	$(BIN)/python benchmarks/pool_overhead.py --asyncio --iterations 20000 --json benchmarks/results/pool_overhead_async.json
 
 clean:
-	rm -rf $(VENV) $(DJANGO42) .cache build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DJANGO42) .cache build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,12 +1,12 @@
-"""The README's ASGI examples, as a new user would run them: each file is quoted verbatim in the
-README, and each serves the seeded accounts under the servers the README names, workers
-recycled every 10 requests, every answer 200. (That no request pays a connect under each
-server is tests/asgi/test_servers.py's, on an app that reports it in Server-Timing.)"""
+"""The ASGI examples, as a new user would run them: each file is quoted verbatim in the docs
+(tests/docs/test_examples.py checks the quotes), and each serves the seeded accounts under the
+servers the docs name, workers recycled every 10 requests, every answer 200. (That no request
+pays a connect under each server is tests/asgi/test_servers.py's, on an app that reports it in
+Server-Timing.)"""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import pytest
@@ -20,18 +20,11 @@ from .conftest import get_as_a_proxy_would
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "asgi"
-README = ROOT / "README.md"
 REQUESTS = 40
 
 
-@pytest.mark.parametrize("name", ["fastapi_app.py", "starlette_app.py", "gunicorn.conf.py"])
-def test_each_example_is_quoted_in_the_readme_as_it_is(name: str) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    assert (EXAMPLES / name).read_text() in blocks
-
-
 def example_server(db: EmbeddedMariaDB, server: str, module: str) -> ServiceProcess:
-    """``module``'s app under ``server``, started the way the README shows (recycling every
+    """``module``'s app under ``server``, started the way the docs show (recycling every
     10 requests instead of the example's 1000)."""
     bind = f"127.0.0.1:{free_port()}"
     app = f"examples.asgi.{module}:app"

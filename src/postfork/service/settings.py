@@ -1,4 +1,4 @@
-"""How the reference service runs, from ``DATABASE_URL`` and ``POSTFORK_*`` (see the README)."""
+"""How the reference service runs, from ``DATABASE_URL`` and ``POSTFORK_*`` (docs/reference/service.md)."""
 
 from __future__ import annotations
 

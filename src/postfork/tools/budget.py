@@ -222,8 +222,8 @@ def report(shape: Shape, verdicts: Sequence[Verdict], say: Say) -> bool:
         )
     if any(v.limits.thread_handling != "pool-of-threads" and v.peak > 500 for v in verdicts):
         say(
-            "threads    one-thread-per-connection with hundreds of connections: see the README "
-            "on MariaDB's thread pool (thread_handling = pool-of-threads)"
+            "threads    one-thread-per-connection with hundreds of connections: see the docs "
+            "(how-to/topology: MariaDB's thread pool, thread_handling = pool-of-threads)"
         )
     return ok
 

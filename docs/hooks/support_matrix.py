@@ -1,0 +1,63 @@
+"""MkDocs hook: the support matrix page's table, from pyproject.toml's extras (what is claimed)
+and the installed distributions (what the tests in this environment ran with)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MARK = "<!-- support-matrix -->"
+SHOWN = (
+    "mysqlclient", "PyMySQL", "asyncmy", "aiomysql", "SQLAlchemy", "Flask-SQLAlchemy",
+    "Django", "uWSGI", "gunicorn", "uvicorn", "uvicorn-worker", "hypercorn", "FastAPI",
+    "prometheus_client",
+)  # fmt: skip
+
+
+def claimed() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    found: dict[str, str] = {}
+    requirements = [r for extra in project["optional-dependencies"].values() for r in extra]
+    requirements += [r for r in groups["test"] if isinstance(r, str)]
+    for requirement in requirements:
+        match = re.match(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?\s*([<>=!~].*)?$", requirement)
+        if match and match.group(1).lower() != "postfork":
+            found.setdefault(match.group(1).lower(), match.group(2) or "any")
+    return found
+
+
+def installed(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def mariadb() -> str:
+    try:
+        out = subprocess.run(["mariadbd", "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "not installed"
+    match = re.search(r"Ver (\S+)", out.stdout)
+    return match.group(1) if match else out.stdout.strip()
+
+
+def table() -> str:
+    wanted = claimed()
+    rows = ["| | claimed | tested in this build |", "| --- | --- | --- |"]
+    for name in SHOWN:
+        rows.append(f"| {name} | {wanted.get(name.lower(), 'any')} | {installed(name)} |")
+    rows.append(f"| MariaDB server | 10.11 | {mariadb()} |")
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
+    if MARK in markdown:
+        return markdown.replace(MARK, table())
+    return markdown
