@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test docs test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
+.PHONY: demo test docs docs-check test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -78,6 +78,12 @@ test-stress: $(STAMP)
 # Python examples run in make test (tests/docs).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The built site in headless Chromium (Debian's): every page loads without a console error or a
+# failed request, the navigation, the search and the API pages work.
+docs-check: docs
+	./scripts/system-deps.sh chromium
+	$(BIN)/python scripts/check_site.py --site site --chromium /usr/bin/chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

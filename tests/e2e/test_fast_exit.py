@@ -56,7 +56,7 @@ def recycle(
             except (RemoteDisconnected, ConnectionResetError):
                 if server != "gunicorn-uvicorn":
                     raise
-                reset += 1  # uvicorn's shutdown race, at most one a recycle: see docs/how-to/asgi.md
+                reset += 1  # uvicorn's shutdown race, one a recycle at most (docs/how-to/asgi.md)
             if n >= 30 and len(EXITED.findall(service.log())) >= exits:
                 break
         time.sleep(0.5)  # the last recycled worker has gone, and the database has noticed

@@ -1,4 +1,4 @@
-"""Seeing the tail over real HTTP, each under uWSGI and gunicorn: the story's profiles (every
+"""Seeing the tail over real HTTP, each under uWSGI and gunicorn: the profiles (every
 request), the first request after each fork, a sampling rate, slow-only profiles and .prof
 files; the access log in both formats; worker start and exit lines; /metrics aggregated over
 recycled workers."""
@@ -90,7 +90,7 @@ def db(service_db: EmbeddedMariaDB) -> Iterator[EmbeddedMariaDB]:
 
 @pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
 @pytest.mark.parametrize("connect", ["lazy", "warm"])
-def test_the_story_every_other_profile_shows_the_connect(
+def test_in_lazy_mode_every_other_profile_shows_the_connect(
     db: EmbeddedMariaDB, server: str, connect: str
 ) -> None:
     """processes = 1, max-requests = 2, every request profiled: in lazy mode each worker's

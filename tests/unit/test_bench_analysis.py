@@ -10,7 +10,7 @@ import pytest
 
 from postfork.bench import analysis, report
 from postfork.bench.loadgen import LoadResult, LoadSpec, Samples, _parse
-from postfork.bench.scenarios import STORY_NAMES, select
+from postfork.bench.scenarios import RECYCLING_NAMES, select
 from postfork.install import WarmReport
 
 STEADY_MS = 4.0
@@ -167,7 +167,7 @@ def test_load_spec_needs_exactly_one_loop() -> None:
 
 def test_scenario_selection_keeps_the_reference() -> None:
     assert [s.name for s in select(["warm"])] == ["no-recycle", "warm"]
-    assert tuple(s.name for s in select(None)) == STORY_NAMES
+    assert tuple(s.name for s in select(None)) == RECYCLING_NAMES
     with pytest.raises(ValueError, match="unknown scenario"):
         select(["warm", "fastest"])
 

@@ -2,7 +2,7 @@
 respawns, connects paid on the request path, each new worker's first request, and why the slow
 requests were slow.
 
-Pure functions over recorded data (no I/O), so the definitions below are the whole story:
+Pure functions over recorded data (no I/O), so the definitions below are all there is:
 
 - latency: open loop, from each request's *due* time to its answer; closed loop, from sending.
 - a worker: a pid seen in ``X-Worker``. Workers are ordered by their first answered request; the

@@ -25,9 +25,9 @@ def _target(name: str, value: float, limit: str, met: bool) -> dict[str, Any]:
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each a ratio of figures measured side by side in this run."""
-    story, storms = report["scenarios"], report.get("storms", {})
+    scenarios, storms = report["scenarios"], report.get("storms", {})
     out = []
-    warm, ideal = story.get("warm"), story.get("no-recycle")
+    warm, ideal = scenarios.get("warm"), scenarios.get("no-recycle")
     if warm:
         out.append(
             _target(
@@ -62,7 +62,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     if warm and ideal:
         ratio = warm["p999_ms"] / ideal["p999_ms"]
         out.append(_target("warm p99.9 / no-recycle p99.9", ratio, "<= 1.1", ratio <= 1.1))
-    lazy = story.get("lazy")
+    lazy = scenarios.get("lazy")
     if lazy:
         share = lazy["paid_connect_share"]
         out.append(
@@ -75,7 +75,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 <= 2.0 / report["settings"]["max_requests"],
             )
         )
-    sqlalchemy = story.get("sqlalchemy")
+    sqlalchemy = scenarios.get("sqlalchemy")
     if warm and sqlalchemy:
         ratio = warm["closed_loop"]["rps"] / sqlalchemy["closed_loop"]["rps"]
         out.append(
@@ -242,7 +242,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"load generator ceiling: {report['generator']['ceiling_rps']:.0f} req/s "
         "(closed loop against a server that answers at once)"
     )
-    story = report["scenarios"]
+    scenarios = report["scenarios"]
     console.print(
         _table(
             "open loop: latency from each request's scheduled send time (ms)",
@@ -255,7 +255,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                     *(_ms(f[key]) for key in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")),
                     f"{f['slow_share']:.2%}",
                 ]
-                for name, f in story.items()
+                for name, f in scenarios.items()
             ],
         )
     )
@@ -285,7 +285,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                     str(f["closed_loop"]["errors"]),
                     _per_request(f, "statements_per_request"),
                 ]
-                for name, f in story.items()
+                for name, f in scenarios.items()
             ],
         )
     )

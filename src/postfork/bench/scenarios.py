@@ -1,4 +1,4 @@
-"""What ``postfork bench`` runs: the story's scenarios and the recycling-storm variants; under
+"""What ``postfork bench`` runs: the recycling scenarios and the recycling-storm variants; under
 an ASGI server, the service's ASGI twin with the asyncio scenarios.
 
 Every scenario is the same reference service on the same data behind the same delay proxy;
@@ -24,7 +24,7 @@ class Scenario:
         return self.extras.get(server, ())
 
 
-# Recycling exactly as in the story: every worker after exactly max-requests requests (no
+# Recycling exactly: every worker after exactly max-requests requests (no
 # per-worker spread), so exactly 1 request in max-requests is a new worker's first. uvicorn
 # has no spread to turn off.
 _NO_JITTER = ("--max-requests-jitter", "0")
@@ -37,16 +37,16 @@ _EXACT = {
 }
 
 
-def _story(name: str, connect: str, summary: str, recycle: bool = True) -> Scenario:
+def _recycling(name: str, connect: str, summary: str, recycle: bool = True) -> Scenario:
     return Scenario(name, connect, recycle, summary, extras=_EXACT)
 
 
-STORY = (
-    _story("no-recycle", "warm", "warm, max-requests off: the ideal", recycle=False),
-    _story("lazy", "lazy", "connect on a worker's first request: the story's before"),
-    _story("postfork", "postfork", "connect right after fork, nothing else: the story's fix"),
-    _story("warm", "warm", "postfork.install: driver set up in the master, connect + warm-up"),
-    _story("sqlalchemy", "sqlalchemy", "SQLAlchemy QueuePool + pool_pre_ping, lazy connect"),
+RECYCLING = (
+    _recycling("no-recycle", "warm", "warm, max-requests off: the ideal", recycle=False),
+    _recycling("lazy", "lazy", "connect on a worker's first request: the problem"),
+    _recycling("postfork", "postfork", "connect right after fork, nothing else: the known fix"),
+    _recycling("warm", "warm", "postfork.install: driver set up in the master, connect + warm-up"),
+    _recycling("sqlalchemy", "sqlalchemy", "SQLAlchemy QueuePool + pool_pre_ping, lazy connect"),
 )
 
 # uWSGI's own recycling defaults: workers younger than 10 s are never recycled (so workers that
@@ -86,7 +86,7 @@ STORMS = (
     ),
 )
 
-STORY_NAMES = tuple(scenario.name for scenario in STORY)
+RECYCLING_NAMES = tuple(scenario.name for scenario in RECYCLING)
 
 
 def _orm(name: str, connect: str, summary: str) -> Scenario:
@@ -118,32 +118,32 @@ ORM = (
 # Under an ASGI server: the service's ASGI twin on the asyncio pool, against what an asyncio
 # user has today: SQLAlchemy's async engine (AsyncAdaptedQueuePool: lazy, with and without
 # pre-ping) and the driver's own pool opened in the lifespan.
-ASGI_STORY = (
-    _story("no-recycle", "warm", "warm in the lifespan, max-requests off: the ideal", False),
-    _story("lazy", "lazy", "postfork's pool, connecting on a worker's first request"),
-    _story("sqlalchemy-async", "sqlalchemy-async", "SQLAlchemy's async engine, its own pool"),
-    _story(
+ASGI_RECYCLING = (
+    _recycling("no-recycle", "warm", "warm in the lifespan, max-requests off: the ideal", False),
+    _recycling("lazy", "lazy", "postfork's pool, connecting on a worker's first request"),
+    _recycling("sqlalchemy-async", "sqlalchemy-async", "SQLAlchemy's async engine, its own pool"),
+    _recycling(
         "sqlalchemy-async+pre_ping",
         "sqlalchemy-async-preping",
         "SQLAlchemy's async engine, its own pool with pool_pre_ping",
     ),
-    _story("driver-pool", "driver-pool", "the driver's create_pool(minsize=1) in the lifespan"),
-    _story("postfork", "postfork", "postfork.AsyncPool warm in the lifespan"),
-    _story("warm", "warm", "postfork.AsyncPool warm in the lifespan, then a warm-up request"),
+    _recycling("driver-pool", "driver-pool", "the driver's create_pool(minsize=1) in the lifespan"),
+    _recycling("postfork", "postfork", "postfork.AsyncPool warm in the lifespan"),
+    _recycling("warm", "warm", "postfork.AsyncPool warm in the lifespan, then a warm-up request"),
 )
-ASGI_STORY_NAMES = tuple(scenario.name for scenario in ASGI_STORY)
+ASGI_RECYCLING_NAMES = tuple(scenario.name for scenario in ASGI_RECYCLING)
 
 
 def select(names: list[str] | None, *, asgi: bool = False) -> tuple[Scenario, ...]:
     """The scenarios by name (always with no-recycle, the reference for the ratios); ``asgi``:
     the ASGI twin's."""
-    story, known = (ASGI_STORY, ASGI_STORY_NAMES) if asgi else (STORY, STORY_NAMES)
+    every, known = (ASGI_RECYCLING, ASGI_RECYCLING_NAMES) if asgi else (RECYCLING, RECYCLING_NAMES)
     if not names:
-        return story
+        return every
     unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(
             f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(known)}"
         )
     wanted = {"no-recycle", *names}
-    return tuple(scenario for scenario in story if scenario.name in wanted)
+    return tuple(scenario for scenario in every if scenario.name in wanted)

@@ -3,7 +3,7 @@
 The order of work: pick the database (argument, ``DATABASE_URL`` or the embedded MariaDB) and
 seed it; start the delay proxy and measure what it really adds; measure the load generator's
 ceiling; then for each scenario start the service under the real server, let its workers come
-up, drive the open loop (the story's regime) and the closed loop (throughput), stop it and keep
+up, drive the open loop (recycling's regime) and the closed loop (throughput), stop it and keep
 its log. The recycling-storm variants run closed loop only.
 """
 
@@ -210,10 +210,10 @@ class Suite:
                 storms = (
                     [self._run(service_url, s, storm=True) for s in STORMS] if opts.storms else []
                 )
-        report["scenarios"] = {run.scenario.name: self._story_figures(run) for run in runs}
+        report["scenarios"] = {run.scenario.name: self._scenario_figures(run) for run in runs}
         if orms:
             report["orm"] = {
-                run.scenario.name: self._story_figures(run, "ORMs, open loop") for run in orms
+                run.scenario.name: self._scenario_figures(run, "ORMs, open loop") for run in orms
             }
         report["storms"] = {run.scenario.name: self._storm_figures(run) for run in storms}
         report["settings"]["open_rate"] = self.rate
@@ -287,14 +287,14 @@ class Suite:
 
     # -- figures -------------------------------------------------------------------------
 
-    def _story_figures(self, run: ScenarioRun, panel: str = "open loop") -> dict[str, Any]:
+    def _scenario_figures(self, run: ScenarioRun, panel: str = "open loop") -> dict[str, Any]:
         assert run.open_loop is not None
         figures = analysis.summarize(run.open_loop, self.options.processes)
         figures["summary"] = run.scenario.summary
         figures["closed_loop"] = closed_figures(run.closed_loop)
         figures["send_lag_p99_ms"] = send_lag_p99_ms(run.open_loop)
         if run.warm_reports:  # warm, postfork: respawns timed at a load the machine holds
-            exact = self.options.max_requests  # the story scenarios recycle exactly there
+            exact = self.options.max_requests  # the recycling scenarios recycle exactly there
             figures.update(self._gap_figures(run.open_loop, run.warm_reports, exact))
         figures.update(run.traffic)
         self.curves[panel][run.scenario.name] = sorted(analysis.latencies_ms(run.open_loop.samples))

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..bench.scenarios import ASGI_STORY_NAMES, STORY_NAMES, select
+from ..bench.scenarios import ASGI_RECYCLING_NAMES, RECYCLING_NAMES, select
 from ..errors import ConfigError, MissingExtra
 from ..tools.serve.command import ASGI_SERVERS
 from . import options
@@ -89,8 +89,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--scenarios",
         type=_scenario_list,
-        help=f"comma-separated subset of {','.join(STORY_NAMES)} (under an ASGI server: "
-        f"{','.join(ASGI_STORY_NAMES)})",
+        help=f"comma-separated subset of {','.join(RECYCLING_NAMES)} (under an ASGI server: "
+        f"{','.join(ASGI_RECYCLING_NAMES)})",
     )
     parser.add_argument("--no-storms", action="store_true", help="skip the recycling storms")
     parser.add_argument(

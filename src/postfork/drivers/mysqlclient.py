@@ -1,4 +1,4 @@
-"""Adapter for mysqlclient (``MySQLdb``), the default driver and the one in the original story."""
+"""Adapter for mysqlclient (``MySQLdb``), the default driver."""
 
 from __future__ import annotations
 

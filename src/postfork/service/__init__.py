@@ -1,4 +1,4 @@
-"""The reference internal API service from the story: accounts and their orders, over MySQL.
+"""The reference service: an internal JSON API over MySQL: accounts and their orders.
 
 ``postfork.service.wsgi:application`` is the WSGI entry point that uWSGI and gunicorn load.
 """

@@ -106,7 +106,7 @@ class Service:
         )
         start_response(f"{status} {_REASONS[status]}", list(headers.items()))
         # the pool's upkeep runs after the response by itself (postfork.install: the server's
-        # after-request hook and a timer); lazy mode has none: the story's "before"
+        # after-request hook and a timer); lazy mode has none: the problem
         return [] if method == "HEAD" else [payload]
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

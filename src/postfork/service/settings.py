@@ -1,4 +1,5 @@
-"""How the reference service runs, from ``DATABASE_URL`` and ``POSTFORK_*`` (docs/reference/service.md)."""
+"""How the reference service runs, from ``DATABASE_URL`` and ``POSTFORK_*``
+(docs/reference/service.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..url import DatabaseURL, parse_url
 from ..validate import POSITIVE_INTEGER, POSITIVE_SECONDS
 
 # warm: install() with a synthetic warm-up request; postfork: connect after fork only (the
-# story's fix); lazy: connect on a worker's first request (the story's before); sqlalchemy:
+# known fix); lazy: connect on a worker's first request (the problem); sqlalchemy:
 # stock SQLAlchemy QueuePool with pool_pre_ping instead of postfork (the bench's baseline).
 # orm-*: the summary endpoint through an ORM (the bench's ORM scenarios): SQLAlchemy stock or
 # on postfork; Django stock (a connection per request), persistent with health checks, or on

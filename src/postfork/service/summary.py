@@ -1,4 +1,4 @@
-"""The processing step of the story: turn an account's orders into its summary, in Python."""
+"""The service's processing step: turn an account's orders into its summary, in Python."""
 
 from __future__ import annotations
 

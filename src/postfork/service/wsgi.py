@@ -1,9 +1,9 @@
 """WSGI entry point: ``postfork.service.wsgi:application``, configured from the environment.
 
-``DATABASE_URL`` and the ``POSTFORK_*`` variables (docs/reference/service.md and ``settings.py``) choose
-the database and the connection mode: ``warm`` (postfork.install with a synthetic warm-up
-request), ``postfork`` (connect right after fork, nothing else: the story's fix) or ``lazy``
-(connect on a worker's first request: the story's "before"); ``sqlalchemy`` runs it on
+``DATABASE_URL`` and the ``POSTFORK_*`` variables (docs/reference/service.md, ``settings.py``)
+choose the database and the connection mode: ``warm`` (postfork.install with a synthetic warm-up
+request), ``postfork`` (connect right after fork, nothing else: the known fix) or ``lazy``
+(connect on a worker's first request: the problem); ``sqlalchemy`` runs it on
 SQLAlchemy's QueuePool with ``pool_pre_ping`` instead, the bench's baseline.
 
 Around the service: the middleware of ``service.observed``.
