@@ -7,12 +7,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test docs docs-check test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
 
-$(STAMP): pyproject.toml scripts/system-deps.sh
+$(STAMP): pyproject.toml tools/pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "postfork needs Python 3.11+")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[bench]' --group dev
+	$(BIN)/python -m pip install --quiet -e . -e ./tools --group dev
 	touch $(STAMP)
 
 # The story and its fix, side by side, in about 2.5 minutes (postfork bench --quick).

@@ -32,8 +32,8 @@ from typing import Any
 
 from postfork import parse_url
 from postfork.drivers import connect
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port, from_clients, get
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import ServiceProcess, free_port, from_clients, get
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.e2e.apps.djangoapp.asgi:application"

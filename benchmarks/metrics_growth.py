@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postfork.service.schema import SeedPlan, seed_database  # noqa: E402
-from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
-from postfork.tools.serve.command import ServeOptions  # noqa: E402
-from postfork.tools.serve.runner import ServiceProcess, free_port, get  # noqa: E402
+from postfork_tools.embedded import EmbeddedMariaDB  # noqa: E402
+from postfork_tools.serve.command import ServeOptions  # noqa: E402
+from postfork_tools.serve.runner import ServiceProcess, free_port, get  # noqa: E402
+from postfork_tools.service.schema import SeedPlan, seed_database  # noqa: E402
 
 
 def scrape_ms(port: int) -> float:

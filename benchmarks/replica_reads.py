@@ -31,12 +31,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postfork.bench.analysis import summarize  # noqa: E402
-from postfork.bench.loadgen import LoadSpec, run  # noqa: E402
-from postfork.service.schema import SeedPlan, seed_database  # noqa: E402
-from postfork.tools.replication import EmbeddedReplicaSet  # noqa: E402
-from postfork.tools.serve.command import ServeOptions  # noqa: E402
-from postfork.tools.serve.runner import ServiceProcess, free_port, get  # noqa: E402
+from postfork_tools.bench.analysis import summarize  # noqa: E402
+from postfork_tools.bench.loadgen import LoadSpec, run  # noqa: E402
+from postfork_tools.replication import EmbeddedReplicaSet  # noqa: E402
+from postfork_tools.serve.command import ServeOptions  # noqa: E402
+from postfork_tools.serve.runner import ServiceProcess, free_port, get  # noqa: E402
+from postfork_tools.service.schema import SeedPlan, seed_database  # noqa: E402
 
 PROCESSES, CONNECTIONS = 4, 8
 PLAN = SeedPlan(accounts=500, orders_per_account=50, seed=11)

@@ -38,18 +38,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postfork.bench import loadgen  # noqa: E402
-from postfork.bench.analysis import latencies_ms  # noqa: E402
-from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target  # noqa: E402
 from postfork.drivers import connect  # noqa: E402
-from postfork.service.app import SUMMARY_SQL  # noqa: E402
-from postfork.service.rows import text_datetimes  # noqa: E402
-from postfork.service.schema import seed_database  # noqa: E402
-from postfork.service.summary import summarize  # noqa: E402
-from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
-from postfork.tools.serve.command import ServeOptions  # noqa: E402
-from postfork.tools.serve.runner import ServiceProcess, free_port  # noqa: E402
 from postfork.url import DatabaseURL  # noqa: E402
+from postfork_tools.bench import loadgen  # noqa: E402
+from postfork_tools.bench.analysis import latencies_ms  # noqa: E402
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target  # noqa: E402
+from postfork_tools.embedded import EmbeddedMariaDB  # noqa: E402
+from postfork_tools.serve.command import ServeOptions  # noqa: E402
+from postfork_tools.serve.runner import ServiceProcess, free_port  # noqa: E402
+from postfork_tools.service.app import SUMMARY_SQL  # noqa: E402
+from postfork_tools.service.rows import text_datetimes  # noqa: E402
+from postfork_tools.service.schema import seed_database  # noqa: E402
+from postfork_tools.service.summary import summarize  # noqa: E402
 
 ACCOUNT = 7
 
@@ -78,7 +78,7 @@ def open_loop(port: int, rate: float, duration: float, path: str = "") -> dict[s
 
 def null_server() -> tuple[subprocess.Popen[str], int]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "postfork.bench.loadgen", "--null-server"],
+        [sys.executable, "-m", "postfork_tools.bench.loadgen", "--null-server"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -174,7 +174,7 @@ def whole_app(direct: DatabaseURL, iterations: int) -> tuple[float, str]:
     import logging
 
     logging.basicConfig(filename=os.devnull, level=logging.INFO, force=True)
-    from postfork.service.wsgi import application as app  # built from the environment
+    from postfork_tools.service.wsgi import application as app  # built from the environment
 
     environ = {
         "REQUEST_METHOD": "GET",

@@ -37,13 +37,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postfork.bench import loadgen  # noqa: E402
-from postfork.bench.analysis import Workers, read_warm_reports  # noqa: E402
-from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target  # noqa: E402
-from postfork.service.schema import seed_database  # noqa: E402
-from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
-from postfork.tools.serve.command import ServeOptions  # noqa: E402
-from postfork.tools.serve.runner import ServiceProcess, free_port  # noqa: E402
+from postfork_tools.bench import loadgen  # noqa: E402
+from postfork_tools.bench.analysis import Workers, read_warm_reports  # noqa: E402
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target  # noqa: E402
+from postfork_tools.embedded import EmbeddedMariaDB  # noqa: E402
+from postfork_tools.serve.command import ServeOptions  # noqa: E402
+from postfork_tools.serve.runner import ServiceProcess, free_port  # noqa: E402
+from postfork_tools.service.schema import seed_database  # noqa: E402
 
 EVENTS = (
     "sched:sched_switch",

@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from postfork.bench import loadgen
 from postfork.drivers import connect
-from postfork.service.schema import seed_database
-from postfork.tools.database import selected_database
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port
 from postfork.url import DatabaseURL
+from postfork_tools.bench import loadgen
+from postfork_tools.database import selected_database
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import ServiceProcess, free_port
+from postfork_tools.service.schema import seed_database
 
 
 def children(pid: int) -> list[int]:

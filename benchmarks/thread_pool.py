@@ -28,12 +28,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postfork.bench.analysis import latencies_ms, percentile  # noqa: E402
-from postfork.bench.loadgen import LoadResult, LoadSpec, run  # noqa: E402
-from postfork.service.schema import SeedPlan, seed_database  # noqa: E402
-from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
-from postfork.tools.serve.command import ServeOptions  # noqa: E402
-from postfork.tools.serve.runner import ServiceProcess, free_port, get  # noqa: E402
+from postfork_tools.bench.analysis import latencies_ms, percentile  # noqa: E402
+from postfork_tools.bench.loadgen import LoadResult, LoadSpec, run  # noqa: E402
+from postfork_tools.embedded import EmbeddedMariaDB  # noqa: E402
+from postfork_tools.serve.command import ServeOptions  # noqa: E402
+from postfork_tools.serve.runner import ServiceProcess, free_port, get  # noqa: E402
+from postfork_tools.service.schema import SeedPlan, seed_database  # noqa: E402
 
 PLAN = SeedPlan(accounts=300, orders_per_account=50, seed=5)
 MODES = {

@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.tls_ca import TestCA, tls_server_args  # noqa: E402
 
-from postfork.bench.delay_proxy import ProxyProcess  # noqa: E402
 from postfork.drivers import load_driver  # noqa: E402
-from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
-from postfork.tools.serve.runner import free_port  # noqa: E402
 from postfork.url import DatabaseURL  # noqa: E402
+from postfork_tools.bench.delay_proxy import ProxyProcess  # noqa: E402
+from postfork_tools.embedded import EmbeddedMariaDB  # noqa: E402
+from postfork_tools.serve.runner import free_port  # noqa: E402
 
 PASSWORD = "bench-tls"
 MODES = ("disabled", "verify_identity")

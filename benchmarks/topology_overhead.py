@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from postfork import Cluster, Pool  # noqa: E402
-from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
 from postfork.topology import Health, Verdict  # noqa: E402
+from postfork_tools.embedded import EmbeddedMariaDB  # noqa: E402
 
 ROUNDS = 15
 

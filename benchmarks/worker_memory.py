@@ -29,11 +29,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postfork.bench import loadgen  # noqa: E402
-from postfork.service.schema import seed_database  # noqa: E402
-from postfork.tools.embedded import EmbeddedMariaDB  # noqa: E402
-from postfork.tools.serve.command import ServeOptions  # noqa: E402
-from postfork.tools.serve.runner import ServiceProcess, free_port  # noqa: E402
+from postfork_tools.bench import loadgen  # noqa: E402
+from postfork_tools.embedded import EmbeddedMariaDB  # noqa: E402
+from postfork_tools.serve.command import ServeOptions  # noqa: E402
+from postfork_tools.serve.runner import ServiceProcess, free_port  # noqa: E402
+from postfork_tools.service.schema import seed_database  # noqa: E402
 
 FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty")
 

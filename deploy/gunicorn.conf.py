@@ -1,1 +1,1 @@
-../src/postfork/deploy/gunicorn.conf.py
+../tools/src/postfork_tools/deploy/gunicorn.conf.py

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from postfork import DatabaseURL, parse_url
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.replication import EmbeddedReplicaSet
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.replication import EmbeddedReplicaSet
 
 LOCAL_URL = "mysql://root@127.0.0.1:3306/test"
 

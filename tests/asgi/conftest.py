@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, get
 
 NOTES_APP = "tests.asgi.apps.notes:application"
 NOTES = (1, "one"), (2, "two")

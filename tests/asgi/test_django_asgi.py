@@ -16,8 +16,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.runner import Response, ServiceProcess, from_clients, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.runner import Response, ServiceProcess, from_clients, get
 from tests.e2e.conftest import service_db  # noqa: F401  (the private server)
 from tests.e2e.test_orm_apps import app_env, migrate, sessions
 

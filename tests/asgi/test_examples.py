@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions, command
-from postfork.tools.serve.runner import ServiceProcess, free_port
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions, command
+from postfork_tools.serve.runner import ServiceProcess, free_port
 from tests.e2e.conftest import service_db  # noqa: F401  (seeded: accounts 1..50)
 
 from .conftest import get_as_a_proxy_would

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.runner import Response, ServiceProcess
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.runner import Response, ServiceProcess
 
 from .conftest import aborted_clients, reads, serve
 

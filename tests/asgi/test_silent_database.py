@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port, get
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import ServiceProcess, free_port, get
 from tests.e2e.conftest import service_db  # noqa: F401  (the seeded private server)
 from tests.e2e.test_silent_database import (  # noqa: F401  (proxy: a fixture)
     BOUND,

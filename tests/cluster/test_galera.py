@@ -17,9 +17,9 @@ import pytest
 
 import postfork
 from postfork import Cluster, Pool
-from postfork.tools.galera import EmbeddedGaleraCluster
-from postfork.tools.replication import wait_until
 from postfork.topology import Health
+from postfork_tools.galera import EmbeddedGaleraCluster
+from postfork_tools.replication import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from postfork import Cluster, Pool
-from postfork.tools.haproxy import EmbeddedHAProxy
-from postfork.tools.replication import EmbeddedReplicaSet, wait_until
+from postfork_tools.haproxy import EmbeddedHAProxy
+from postfork_tools.replication import EmbeddedReplicaSet, wait_until
 
 from ..conftest import reads_under_load
 

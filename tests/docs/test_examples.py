@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from postfork.integrations.sqlalchemy import engine_url
-from postfork.tools.embedded import EmbeddedMariaDB
+from postfork_tools.embedded import EmbeddedMariaDB
 from tests.e2e.conftest import service_db  # noqa: F401  (seeded: accounts 1..50)
 
 ROOT = Path(__file__).resolve().parents[2]

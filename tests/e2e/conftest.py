@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from postfork.service.schema import SeedPlan, seed_database
-from postfork.tools.embedded import EmbeddedMariaDB
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.service.schema import SeedPlan, seed_database
 
 SMALL_PLAN = SeedPlan(accounts=50, orders_per_account=20, seed=7)
 

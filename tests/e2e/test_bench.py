@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
+from postfork_tools.embedded import EmbeddedMariaDB
 
 pytestmark = pytest.mark.bench_tool  # make test-bench: the bench tool end to end
 

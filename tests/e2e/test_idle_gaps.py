@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import ServiceProcess, free_port, get
 from tests.conftest import PrivateServerFactory
 
 from .conftest import seed_server

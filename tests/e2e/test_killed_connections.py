@@ -17,9 +17,9 @@ from contextlib import contextmanager
 import pytest
 
 from postfork.drivers import connect
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, get
 
 QUERY_PREFIX = "SELECT o.amount_cents"  # the summary endpoint's query
 

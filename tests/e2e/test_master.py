@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions, _executable
-from postfork.tools.serve.runner import ServiceProcess, free_port, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions, _executable
+from postfork_tools.serve.runner import ServiceProcess, free_port, get
 
 ROOT = str(Path(__file__).resolve().parents[2])
 APP = "tests.e2e.apps.loadtime_query:application"

@@ -10,8 +10,8 @@ from typing import Any
 
 from postfork import DatabaseUnavailable, DatabaseURL
 from postfork.drivers import connect
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port, get
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import ServiceProcess, free_port, get
 from tests.conftest import PrivateServerFactory
 
 from .conftest import seed_server

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, get
 
 # the driver's connect, in pstats: MySQLdb's Connection.__init__ (postfork's adapter subclasses it)
 DRIVER_CONNECT = re.compile(r"MySQLdb/connections\.py:\d+\(__init__\)")

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from postfork.deploy import GUNICORN_CONF
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions, _executable
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork_tools.deploy import GUNICORN_CONF
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions, _executable
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, get
 
 from .conftest import seed_server
 

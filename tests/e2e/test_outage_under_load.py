@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, get
 from tests.conftest import PrivateServerFactory
 
 from .conftest import seed_server

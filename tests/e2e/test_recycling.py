@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, from_clients, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, from_clients, get
 
 # Several hundred requests: each of the 2 workers is recycled about 30 times.
 REQUESTS = {"uwsgi": 300, "gunicorn": 300}

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, get
 
 FAST_BOUND_MS = 250.0  # far below uWSGI's one-second tick
 ACCELERATOR_ON = "respawn accelerator on"

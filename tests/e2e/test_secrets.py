@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from postfork import DatabaseURL
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port, get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import ServiceProcess, free_port, get
 
 from .conftest import seed_server
 

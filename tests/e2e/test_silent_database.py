@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import Response, ServiceProcess, free_port, get
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import Response, ServiceProcess, free_port, get
 
 BOUND = 3.0  # seconds: every answer, whatever the database does
 RECOVERY = 1.0  # seconds after the silence ends

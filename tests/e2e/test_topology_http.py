@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from postfork import DatabaseURL
-from postfork.tools.replication import EmbeddedReplicaSet
-from postfork.tools.serve.command import ServeOptions, _executable
-from postfork.tools.serve.runner import ServiceProcess, free_port, get
+from postfork_tools.replication import EmbeddedReplicaSet
+from postfork_tools.serve.command import ServeOptions, _executable
+from postfork_tools.serve.runner import ServiceProcess, free_port, get
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -250,7 +250,7 @@ def test_django_reads_on_the_replicas_through_the_router_writes_on_the_primary(
 def test_the_reference_service_reads_from_the_replicas_with_metrics_by_member(
     replica_set: EmbeddedReplicaSet, server: str
 ) -> None:
-    from postfork.service.schema import seed_database
+    from postfork_tools.service.schema import seed_database
 
     from .conftest import SMALL_PLAN
 

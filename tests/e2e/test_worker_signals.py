@@ -17,8 +17,8 @@ from pathlib import Path
 
 from postfork.pool.deadline import WATCHDOG
 from postfork.threads import ASYNCHRONOUS, start_daemon
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.runner import get
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.runner import get
 
 from .test_topology_http import uwsgi_cluster_app
 

@@ -131,7 +131,7 @@ def test_a_starting_private_server_leaves_the_running_ones_temporary_tables_alon
     server started beside a running one (a replica set, a test's own) removed the running
     one's on-disk temporary tables, and its queries failed (seen as "Error on delete of
     '/tmp/#sql-temptable-...'"). Each embedded server has a tmpdir of its own."""
-    from postfork.tools.embedded import EmbeddedMariaDB
+    from postfork_tools.embedded import EmbeddedMariaDB
 
     with EmbeddedMariaDB(tmp_path / "running") as running:
         in_use = running.tmpdir / "#sql-temptable-in-use.MAI"

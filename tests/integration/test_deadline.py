@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 import postfork
-from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 from postfork.pool.silence import PROBE_WAIT
 from postfork.url import DatabaseURL
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 
 
 @pytest.fixture

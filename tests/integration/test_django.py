@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from postfork import ConfigError, DatabaseURL
-from postfork.bench.delay_proxy import ProxyProcess, proxy_target
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxy_target
 
 from .conftest import admin_query
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from postfork import DatabaseURL
-from postfork.tools.forkcheck import EXIT_WAYS
-from postfork.tools.forkcheck import run_in_subprocess as forkcheck
+from postfork.doctor.forkcheck import EXIT_WAYS
+from postfork.doctor.forkcheck import run_in_subprocess as forkcheck
 
 ROUNDS = 5
 

@@ -13,7 +13,7 @@ import pytest
 
 import postfork
 from postfork import AsyncPool, DatabaseUnavailable, DatabaseURL
-from postfork.tools.embedded import EmbeddedMariaDB
+from postfork_tools.embedded import EmbeddedMariaDB
 
 from .conftest import admin_query
 

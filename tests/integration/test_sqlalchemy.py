@@ -15,8 +15,8 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 import postfork
 from postfork import DatabaseURL
-from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 from postfork.sqlalchemy import PoolTimeoutError, PostforkPool, engine_url
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 
 from .conftest import admin_query
 

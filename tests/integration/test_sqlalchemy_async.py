@@ -17,8 +17,8 @@ from sqlalchemy.orm import DeclarativeBase
 import postfork
 from postfork import DatabaseURL
 from postfork.asgi import PostforkStartup
-from postfork.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 from postfork.sqlalchemy import AsyncPostforkPool, PostforkPool, create_async_engine, engine_url
+from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 
 from .conftest import admin_query
 

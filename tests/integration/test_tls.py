@@ -14,10 +14,10 @@ import pytest
 
 import postfork
 from postfork import DatabaseURL
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.forkcheck import EXIT_WAYS
-from postfork.tools.forkcheck import run_in_subprocess as forkcheck
-from postfork.tools.serve.runner import free_port
+from postfork.doctor.forkcheck import EXIT_WAYS
+from postfork.doctor.forkcheck import run_in_subprocess as forkcheck
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.runner import free_port
 from tests.tls_ca import TestCA, tls_server_args
 
 PASSWORD = "tls-secret"

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from postfork import Cluster, DatabaseUnavailable, NoMemberAvailable, Pool
-from postfork.tools.replication import EmbeddedReplicaSet, wait_until
 from postfork.topology import Health
+from postfork_tools.replication import EmbeddedReplicaSet, wait_until
 
 from ..conftest import reads_under_load
 
@@ -301,7 +301,7 @@ def test_a_worker_with_a_dead_replica_is_ready_without_connecting_to_it_again(
     replica_set: EmbeddedReplicaSet,
 ) -> None:
     from postfork import install
-    from postfork.tools.replication import free_port
+    from postfork_tools.replication import free_port
 
     dead = f"mysql://root@127.0.0.1:{free_port()}/postfork"  # nobody listens there
     cluster = Cluster(

@@ -11,9 +11,9 @@ from sqlalchemy import Integer, String, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import postfork
+from postfork.doctor.forkcheck import run_in_subprocess as forkcheck
 from postfork.sqlalchemy import RoutingSession, create_cluster_engines
-from postfork.tools.forkcheck import run_in_subprocess as forkcheck
-from postfork.tools.replication import EmbeddedReplicaSet
+from postfork_tools.replication import EmbeddedReplicaSet
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from postfork import DatabaseURL
-from postfork.tools.embedded import DATABASE, EmbeddedMariaDB
-from postfork.tools.replication import EmbeddedReplicaSet, Network
+from postfork_tools.embedded import DATABASE, EmbeddedMariaDB
+from postfork_tools.replication import EmbeddedReplicaSet, Network
 
 from ..netpartition import Namespace, unavailable
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.serve.command import ServeOptions
-from postfork.tools.serve.runner import ServiceProcess, free_port
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.serve.command import ServeOptions
+from postfork_tools.serve.runner import ServiceProcess, free_port
 
 from ..e2e.conftest import seed_server
 from ..e2e.test_silent_database import silence_under_traffic

@@ -14,9 +14,9 @@ import pytest
 
 from postfork import Cluster, DatabaseUnavailable, Pool, deadline
 from postfork.pool.tcp import KEEPALIVE_PROBES
-from postfork.tools.embedded import EmbeddedMariaDB
-from postfork.tools.replication import EmbeddedReplicaSet, wait_until
 from postfork.topology import Health
+from postfork_tools.embedded import EmbeddedMariaDB
+from postfork_tools.replication import EmbeddedReplicaSet, wait_until
 
 from ..netpartition import Namespace
 from .conftest import tcp_url

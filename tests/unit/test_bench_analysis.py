@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from postfork.bench import analysis, report
-from postfork.bench.loadgen import LoadResult, LoadSpec, Samples, _parse
-from postfork.bench.scenarios import RECYCLING_NAMES, select
 from postfork.install import WarmReport
+from postfork_tools.bench import analysis, report
+from postfork_tools.bench.loadgen import LoadResult, LoadSpec, Samples, _parse
+from postfork_tools.bench.scenarios import RECYCLING_NAMES, select
 
 STEADY_MS = 4.0
 CONNECT_MS = 20.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from postfork.bench.loadgen import LoadResult, LoadSpec, Samples
-from postfork.bench.suite import (
+from postfork.errors import ConfigError
+from postfork_tools.bench.loadgen import LoadResult, LoadSpec, Samples
+from postfork_tools.bench.suite import (
     DEFAULT_LOAD_SHARE,
     BenchOptions,
     NoCapacity,
@@ -14,7 +15,6 @@ from postfork.bench.suite import (
     _redacted,
     capacity_rps,
 )
-from postfork.errors import ConfigError
 
 
 def test_database_urls_in_the_recorded_command_are_redacted() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from postfork import ConfigError
-from postfork.deploy import GUNICORN_CONF, UWSGI_INI
-from postfork.tools.budget import Limits, Shape, from_gunicorn_config, from_uwsgi_ini, judge
+from postfork.doctor.budget import Limits, Shape, from_gunicorn_config, from_uwsgi_ini, judge
+from postfork_tools.deploy import GUNICORN_CONF, UWSGI_INI
 
 
 def limits(max_connections: int = 151, max_user: int = 0) -> Limits:

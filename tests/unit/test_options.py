@@ -101,7 +101,7 @@ except postfork.MissingExtra as exc:
         ),
         (
             "sqlalchemy",
-            "from postfork.service.baselines import SQLAlchemyPool; SQLAlchemyPool('mysql://u@h/d')",
+            "from postfork_tools.service.baselines import SQLAlchemyPool; SQLAlchemyPool('mysql://u@h/d')",
             "SQLAlchemy is not installed: pip install 'postfork[sqlalchemy]'",
         ),
     ],

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from postfork.service.rows import text_datetimes
-from postfork.service.summary import iso, summarize
+from postfork_tools.service.rows import text_datetimes
+from postfork_tools.service.summary import iso, summarize
 
 ROWS = [
     (1250, "books", dt.datetime(2026, 10, 18, 21, 12, 56)),

@@ -9,22 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from . import options
+from .database import selected_database
 from .output import say
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from ..tools import doctor
-    from ..tools.database import selected_database
+    from ..doctor import report
 
     with selected_database(args.database_url) as (url, origin):
-        ok = doctor.run(url, origin, args.driver, say)
+        ok = report.run(url, origin, args.driver, say)
     return 0 if ok else 1
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
     from .. import environment
-    from ..tools import budget
-    from ..tools.database import selected_database
+    from ..doctor import budget
     from ..topology.member import server_name
     from ..url import parse_url
 
@@ -44,8 +43,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
 
 def _shape(args: argparse.Namespace) -> Any:
+    from ..doctor import budget
     from ..errors import ConfigError
-    from ..tools import budget
 
     found: dict[str, int] = {}
     source = "command line"

@@ -19,12 +19,11 @@ whose workers inherit it).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import random
-import struct
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,6 @@ METRICS_PATH = "/metrics"
 # this long to be merged. Never on the exit path: a dying worker's CPU is its replacement's wait.
 SWEEP_SECONDS = 0.25
 MAX_SWEEP_SECONDS = 30.0
-SCRAPE_RETRY_DELAYS = (0.001, 0.002)  # seconds before each retry of a scrape (see render)
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
@@ -238,20 +236,35 @@ class ServiceMetrics:
         # that holds no ended life's files
         metrics_files.compact(self.directory, wait=True)
         registry = self._registry_class()
-        self._multiprocess.MultiProcessCollector(registry)
-        # prometheus_client creates a new worker's file empty, then sizes it: read in between
-        # (a scrape racing a respawn), its first bytes are missing. Gone in microseconds; a
-        # failure after the retries is something else and goes up.
-        for delay in SCRAPE_RETRY_DELAYS:
-            try:
-                return self._collect(registry)
-            except struct.error:
-                time.sleep(delay)
+        _SizedFilesCollector(self._multiprocess, self.directory, registry)
         return self._collect(registry)
 
     def _collect(self, registry: Any) -> bytes:
         with metrics_files.scrape_lock(self.directory):
             return bytes(self._exposition.generate_latest(registry))
+
+
+class _SizedFilesCollector:
+    """prometheus_client's multiprocess collector over the files that hold data. A worker
+    creates its file empty and sizes it a moment later; read in between (a scrape racing a
+    respawn), it has no header and the whole scrape failed (struct.error). An empty file holds
+    no sample yet, so it is left out: no retry, no timing to win."""
+
+    def __init__(self, multiprocess: Any, directory: str, registry: Any) -> None:
+        self._merge = multiprocess.MultiProcessCollector.merge
+        self.directory = directory
+        registry.register(self)
+
+    def collect(self) -> Any:
+        files = [f for f in glob.glob(os.path.join(self.directory, "*.db")) if _has_data(f)]
+        return self._merge(files, accumulate=True)
+
+
+def _has_data(path: str) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:  # a live gauge's file, removed since the listing
+        return False
 
 
 class MemberMetrics:

@@ -1,4 +1,0 @@
-"""The reference service: an internal JSON API over MySQL: accounts and their orders.
-
-``postfork.service.wsgi:application`` is the WSGI entry point that uWSGI and gunicorn load.
-"""

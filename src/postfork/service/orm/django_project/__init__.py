@@ -1,2 +1,0 @@
-"""A minimal Django project serving the summary endpoint through Django's ORM
-(``DJANGO_SETTINGS_MODULE=postfork.service.orm.django_project.settings``)."""
