@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test docs docs-check test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
+.PHONY: demo test docs docs-check test-lows test-asgi test-django test-cluster test-partition test-stress test-dist test-bench lint typecheck layers bench bench-gunicorn bench-asgi bench-orm bench-pool clean
 
 $(STAMP): pyproject.toml tools/pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh
@@ -65,6 +65,12 @@ test-bench: $(STAMP)
 
 # The distribution: sdist and wheel built (python -m build) and checked (twine check --strict),
 # the wheel installed into a fresh virtualenv, each public module imported with only its extra.
+# The support matrix's lows (noxfile.py): the lowest versions pyproject.toml claims, pinned, in
+# a virtualenv of their own; the pool, SQLAlchemy, Django, TLS, fork safety and the ORM apps
+# under uWSGI and gunicorn. make test runs the newest.
+test-lows: $(STAMP)
+	$(BIN)/nox -s lows
+
 test-dist: $(STAMP)
 	$(BIN)/pytest -q tests/dist
 

@@ -1,8 +1,10 @@
-"""MkDocs hook: the support matrix page's table, from pyproject.toml's extras (what is claimed)
-and the installed distributions (what the tests in this environment ran with)."""
+"""MkDocs hook: the support matrix page's table, from pyproject.toml's extras (what is claimed),
+noxfile.py's LOWS (the lowest versions, run by make test-lows) and the installed distributions
+(the newest, what make test ran with in this environment)."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import tomllib
@@ -25,11 +27,23 @@ def claimed() -> dict[str, str]:
     found: dict[str, str] = {}
     requirements = [r for extra in project["optional-dependencies"].values() for r in extra]
     requirements += [r for r in groups["test"] if isinstance(r, str)]
+    tools = tomllib.loads((ROOT / "tools" / "pyproject.toml").read_text())["project"]
+    requirements += tools["dependencies"]  # the servers: postfork-tools runs them
     for requirement in requirements:
         match = re.match(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?\s*([<>=!~].*)?$", requirement)
         if match and match.group(1).lower() != "postfork":
             found.setdefault(match.group(1).lower(), match.group(2) or "any")
     return found
+
+
+def lows() -> dict[str, str]:
+    """noxfile.py's LOWS, read without importing nox."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LOWS":
+            found = ast.literal_eval(node.value)
+            return {name.lower(): version for name, version in found.items()}
+    raise RuntimeError("noxfile.py defines no LOWS")
 
 
 def installed(name: str) -> str:
@@ -49,11 +63,15 @@ def mariadb() -> str:
 
 
 def table() -> str:
-    wanted = claimed()
-    rows = ["| | claimed | tested in this build |", "| --- | --- | --- |"]
+    wanted, lowest = claimed(), lows()
+    rows = [
+        "| | claimed | lowest tested (make test-lows) | newest tested (make test) |",
+        "| --- | --- | --- | --- |",
+    ]
     for name in SHOWN:
-        rows.append(f"| {name} | {wanted.get(name.lower(), 'any')} | {installed(name)} |")
-    rows.append(f"| MariaDB server | 10.11 | {mariadb()} |")
+        low = lowest.get(name.lower(), "")
+        rows.append(f"| {name} | {wanted.get(name.lower(), 'any')} | {low} | {installed(name)} |")
+    rows.append(f"| MariaDB server | 10.11 | | {mariadb()} |")
     return "\n".join(rows)
 
 

@@ -37,7 +37,7 @@ from .response_hooks import after_response
 from .topology import Cluster
 from .url import DatabaseURL, parse_url
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # the changelog's Unreleased entries; 0.1.0 the baseline
 
 __all__ = [
     "AsyncLease",

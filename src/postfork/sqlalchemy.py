@@ -15,7 +15,7 @@ A primary with replicas (or Galera nodes)::
     Session = sessionmaker(class_=postfork.sqlalchemy.RoutingSession, postfork_engines=engines)
 """
 
-from .errors import MissingExtra
+from .errors import ConfigError, MissingExtra
 
 try:
     from .integrations.sqlalchemy import (
@@ -34,7 +34,16 @@ try:
     )
 except ImportError as exc:  # pragma: no cover - exercised by the missing-extras test
     if exc.name and exc.name.split(".")[0] == "sqlalchemy":
-        raise MissingExtra("SQLAlchemy", "sqlalchemy") from exc
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("SQLAlchemy")
+        except PackageNotFoundError:
+            raise MissingExtra("SQLAlchemy", "sqlalchemy") from exc
+        raise ConfigError(
+            f"SQLAlchemy {installed} is installed, but postfork.sqlalchemy needs 2.0.16 or "
+            f"newer ({exc}): pip install 'postfork[sqlalchemy]'"
+        ) from exc
     raise
 
 __all__ = [

@@ -34,7 +34,19 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import pool as sa_pool
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool.base import _ConnectionRecord
-from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
+
+try:  # SQLAlchemy 2.1
+    from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
+except ImportError:  # SQLAlchemy 2.0: await_ was await_only, and in_greenlet did not exist
+    from greenlet import getcurrent  # type: ignore[import-untyped]
+    from sqlalchemy.util._concurrency_py3k import _AsyncIoGreenlet  # type: ignore[import-not-found]
+    from sqlalchemy.util.concurrency import await_only as await_
+    from sqlalchemy.util.concurrency import greenlet_spawn
+
+    def in_greenlet() -> bool:
+        """Inside ``greenlet_spawn()``: where ``await_`` may be called."""
+        return isinstance(getcurrent(), _AsyncIoGreenlet)
+
 
 from ..errors import ConfigError, DatabaseUnavailable, PoolTimeout
 from ..install import Installation, installation_of
@@ -271,7 +283,8 @@ def _connection_settings(
     if driver is None:
         raise ConfigError(_wrong_pool_class(dialect.driver, drivers))
     captured = inspect.getclosurevars(creator).nonlocals
-    if not {"cargs_tup", "cparams"} <= captured.keys() or captured["cargs_tup"]:
+    positional = captured.get("cargs_tup", captured.get("cargs"))  # 2.1, 2.0
+    if positional is None or "cparams" not in captured or positional:
         raise ConfigError(
             "PostforkPool opens its connections itself from the engine's URL: a custom "
             "creator= is not supported; give create_engine() connect_args= instead"

@@ -24,7 +24,7 @@ def _target(name: str, value: float, limit: str, met: bool) -> dict[str, Any]:
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each a ratio of figures measured side by side in this run."""
+    """The targets, each a ratio of figures measured side by side in this run."""
     scenarios, storms = report["scenarios"], report.get("storms", {})
     out = []
     warm, ideal = scenarios.get("warm"), scenarios.get("no-recycle")
@@ -105,7 +105,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def orm_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 12's targets: the ORMs on postfork against their stock configurations."""
+    """The ORM targets: the ORMs on postfork against their stock configurations."""
     orm = report.get("orm", {})
     out = []
     stock_sa, ours_sa = orm.get("sqlalchemy"), orm.get("sqlalchemy on postfork")
