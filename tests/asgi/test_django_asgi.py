@@ -164,3 +164,34 @@ def test_the_warm_up_path_goes_through_the_asgi_handler_in_every_worker(
     assert len(warmed) >= len(workers), re.findall(r"Django warm-up request.*", log)
     assert set(warmed) <= {"200", "404"}, warmed
     assert "SynchronousOnlyOperation" not in log and not ours(tracebacks(log)), log[-3000:]
+
+
+@pytest.mark.parametrize("max_age", ["0", "persistent"])
+def test_under_daphne_warm_before_the_first_request_and_bounded(
+    db: EmbeddedMariaDB, max_age: str
+) -> None:
+    """daphne (Django Channels' server) runs the app in one process and never recycles it: the
+    app in INSTALLED_APPS warms it while Django is set up, before daphne's reactor runs, the
+    warm-up path goes through the ASGI handler, no request pays a connect, and the sessions
+    stay within max_size whatever CONN_MAX_AGE says."""
+    env = {
+        "DJANGO_CONN_MAX_AGE": max_age,
+        "DJANGO_WARMUP_PATH": "/async/notes/1",
+        "DJANGO_POSTFORK_LOG_LEVEL": "DEBUG",
+    }
+    before = sessions(db)
+    with serve(
+        db, "daphne", None, processes=1, max_requests=0, env=app_env(db, **env), app=APP,
+        ready_path="/notes/0",
+    ) as service:  # fmt: skip
+        first_note(service.port)
+        with Sampler(db) as sampler:
+            answers = traffic(service.port, [])
+        log = service.log()
+    assert sorted({answer.status for answer in answers}) == [200], log[-3000:]
+    paid = [a.headers["server-timing"] for a in answers if a.timing["db-connect"] > 0]
+    assert paid == [], log[-3000:]
+    assert max(sampler.counts) - before <= MAX_SIZE, (before, sampler.counts)
+    warmed = re.findall(r"Django warm-up request GET /async/notes/1: (\d{3})$", log, re.M)
+    assert warmed and set(warmed) <= {"200", "404"}, re.findall(r"Django warm-up.*", log)
+    assert "SynchronousOnlyOperation" not in log and not ours(tracebacks(log)), log[-3000:]

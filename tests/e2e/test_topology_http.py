@@ -206,9 +206,12 @@ def test_primary_stopped_writes_get_a_clean_503_reads_go_on_writes_resume_within
     replica_set.wait_for_replicas()
 
 
+@pytest.mark.parametrize("server", ["uwsgi", "uvicorn"])
 def test_django_reads_on_the_replicas_through_the_router_writes_on_the_primary(
-    replica_set: EmbeddedReplicaSet,
+    replica_set: EmbeddedReplicaSet, server: str
 ) -> None:
+    """The replica router and its read-your-writes window under WSGI and under an ASGI server
+    (uvicorn --workers 2: each request's sync code on a thread of its own)."""
     from .test_orm_apps import APPS, server_argv
 
     env = {
@@ -228,12 +231,17 @@ def test_django_reads_on_the_replicas_through_the_router_writes_on_the_primary(
     assert migrated.returncode == 0, migrated.stderr[-2000:]
     replica_set.wait_for_replicas()
     port = free_port()
+    if server == "uwsgi":
+        options = ServeOptions(server="uwsgi", bind=f"127.0.0.1:{port}")
+        argv: list[str] | None = server_argv("uwsgi", APPS["django"], port, False)
+    else:
+        options = ServeOptions(
+            server=server, processes=2, max_requests=0, bind=f"127.0.0.1:{port}",
+            app="tests.e2e.apps.djangoapp.asgi:application",
+        )  # fmt: skip
+        argv = None  # the command postfork serve would run
     app = ServiceProcess(
-        replica_set.primary_url,
-        ServeOptions(server="uwsgi", bind=f"127.0.0.1:{port}"),
-        argv=server_argv("uwsgi", APPS["django"], port, False),
-        env=env,
-        ready_path="/notes/0",
+        replica_set.primary_url, options, argv=argv, env=env, ready_path="/notes/0"
     )
     with app:
         written = get(port, "/notes?body=routed", method="POST")

@@ -123,6 +123,18 @@ def test_unknown_command_line_options_fail_with_usage() -> None:
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
+def test_daphne_with_workers_or_recycling_is_refused_with_the_way_out(
+    database_url: DatabaseURL,
+) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url.render_secret()}
+    result = postfork("serve", "--server", "daphne", env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "daphne serves from one process and never recycles it: use --processes 1" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.private_server
 def test_a_starting_private_server_leaves_the_running_ones_temporary_tables_alone(
     tmp_path: Path,

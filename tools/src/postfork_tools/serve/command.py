@@ -1,5 +1,5 @@
 """``postfork serve``: run the reference service under uWSGI, gunicorn or a development server
-(WSGI), or under uvicorn, gunicorn's uvicorn worker or its own ASGI worker, or hypercorn (the
+(WSGI), or under uvicorn, gunicorn's uvicorn worker or its own ASGI worker, hypercorn or daphne (the
 service's ASGI twin, on the asyncio pool).
 
 The server runs as a child process with the shipped configuration (``postfork/deploy``), the
@@ -25,7 +25,7 @@ from postfork_tools.deploy import GUNICORN_CONF, UWSGI_INI
 from postfork_tools.service.settings import ASGI_CONNECT_MODES, CONNECT_MODES
 
 WSGI_SERVERS = ("uwsgi", "gunicorn", "dev")
-ASGI_SERVERS = ("uvicorn", "gunicorn-uvicorn", "gunicorn-asgi", "hypercorn")
+ASGI_SERVERS = ("uvicorn", "gunicorn-uvicorn", "gunicorn-asgi", "hypercorn", "daphne")
 SERVERS = (*WSGI_SERVERS, *ASGI_SERVERS)
 WSGI_APP = "postfork_tools.service.wsgi:application"
 ASGI_APP = "postfork_tools.service.asgi:app"
@@ -51,6 +51,11 @@ class ServeOptions:
                 f"--connect {self.connect} is not a mode of the service under {self.server}; "
                 f"choose one of {', '.join(modes)}"
             )
+        if self.server == "daphne" and (self.processes != 1 or self.max_requests):
+            raise ConfigError(
+                "daphne serves from one process and never recycles it: use --processes 1 "
+                "--max-requests 0 (for workers that recycle: uvicorn, gunicorn or hypercorn)"
+            )
         asyncio_driver = self.driver in ASYNC_DRIVER_NAMES
         if self.driver is None:
             object.__setattr__(self, "driver", "asyncmy" if self.asgi else "mysqlclient")
@@ -72,7 +77,7 @@ class ServeOptions:
 
 def describe(options: ServeOptions) -> str:
     """What will serve, in words (the development server ignores processes and recycling)."""
-    if options.server == "dev":
+    if options.server in ("dev", "daphne"):
         return "1 process, no recycling"
     recycling = f"max-requests {options.max_requests}" if options.max_requests else "no recycling"
     return f"{options.processes} processes, {recycling}"
@@ -132,6 +137,14 @@ def command(options: ServeOptions) -> list[str]:
             *("--bind", options.bind, "--workers", str(options.processes)),
             *(recycling if options.max_requests else []),
             *options.extra,
+        ]
+    if options.server == "daphne":
+        host, port = split_bind(options.bind)
+        return [
+            _executable("daphne"),
+            *("-b", host, "-p", str(port)),
+            *options.extra,
+            options.app_path,
         ]
     raise ConfigError(f"--server must be one of {', '.join(SERVERS)}, got {options.server!r}")
 
