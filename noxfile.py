@@ -39,7 +39,7 @@ LOW_TESTS = (
 )
 
 
-@nox.session(python="3.11")
+@nox.session  # the interpreter that runs nox (make: .venv's), whatever python3.11 is on PATH
 def lows(session: nox.Session) -> None:
     constraints = session.create_tmp() + "/lows.txt"
     with open(constraints, "w") as out:
