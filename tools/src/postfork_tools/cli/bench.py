@@ -9,7 +9,7 @@ from typing import Any
 from postfork.cli import options
 from postfork.errors import ConfigError, MissingExtra
 from postfork_tools.bench.scenarios import ASGI_RECYCLING_NAMES, RECYCLING_NAMES, select
-from postfork_tools.serve.command import ASGI_SERVERS
+from postfork_tools.serve.command import RECYCLING_ASGI_SERVERS
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -61,7 +61,7 @@ def add_parser(commands: Any) -> None:
         "fixed rate and a closed loop, then the recycling-storm variants; prints the tables "
         "and the targets, writes --json and --plot.",
     )
-    options.server(parser, ("uwsgi", "gunicorn", *ASGI_SERVERS), max_requests_minimum=1)
+    options.server(parser, ("uwsgi", "gunicorn", *RECYCLING_ASGI_SERVERS), max_requests_minimum=1)
     parser.add_argument(
         "--db-delay-ms",
         type=options.non_negative_float,

@@ -25,7 +25,8 @@ from postfork_tools.deploy import GUNICORN_CONF, UWSGI_INI
 from postfork_tools.service.settings import ASGI_CONNECT_MODES, CONNECT_MODES
 
 WSGI_SERVERS = ("uwsgi", "gunicorn", "dev")
-ASGI_SERVERS = ("uvicorn", "gunicorn-uvicorn", "gunicorn-asgi", "hypercorn", "daphne")
+RECYCLING_ASGI_SERVERS = ("uvicorn", "gunicorn-uvicorn", "gunicorn-asgi", "hypercorn")
+ASGI_SERVERS = (*RECYCLING_ASGI_SERVERS, "daphne")  # daphne: one process, never recycled
 SERVERS = (*WSGI_SERVERS, *ASGI_SERVERS)
 WSGI_APP = "postfork_tools.service.wsgi:application"
 ASGI_APP = "postfork_tools.service.asgi:app"
