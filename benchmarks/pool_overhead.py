@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from postfork import DatabaseURL, Pool, parse_url
+from postfork.cli.database import selected_database
 from postfork.drivers import load_driver
 from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
-from postfork_tools.database import selected_database
 
 Iteration = Callable[[], Any]  # a plain function, or a coroutine function (asyncio variants)
 Variant = Callable[[DatabaseURL], AbstractContextManager[Iteration]]

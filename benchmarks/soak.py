@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from postfork.cli.database import selected_database
 from postfork.drivers import connect
 from postfork.url import DatabaseURL
 from postfork_tools.bench import loadgen
-from postfork_tools.database import selected_database
 from postfork_tools.serve.command import ServeOptions
 from postfork_tools.serve.runner import ServiceProcess, free_port
 from postfork_tools.service.schema import seed_database

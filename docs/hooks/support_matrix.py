@@ -22,8 +22,8 @@ SHOWN = (
 
 
 def claimed() -> dict[str, str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project, groups = pyproject["project"], pyproject["dependency-groups"]
     found: dict[str, str] = {}
     requirements = [r for extra in project["optional-dependencies"].values() for r in extra]
     requirements += [r for r in groups["test"] if isinstance(r, str)]

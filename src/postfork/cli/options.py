@@ -34,7 +34,7 @@ non_negative_float = _argument_type(NON_NEGATIVE_NUMBER, float)
 
 
 def database_url(parser: argparse.ArgumentParser, *, temporary: bool = True) -> None:
-    """``--database-url``; without it, commands choose as ``postfork_tools.database`` does."""
+    """``--database-url``; without it, commands choose as ``cli.database`` does."""
     fallback = ", else a temporary private MariaDB" if temporary else ""
     parser.add_argument(
         "--database-url",

@@ -172,8 +172,8 @@ class Cluster:
     def _left(self, member: Member, exc: BaseException) -> None:
         member.fail(exc)
         if member is self.primary:
-            for replica in self.members:
-                replica.primary_left(max_lag=self.max_replica_lag)
+            for other in self.members:
+                other.primary_left(max_lag=self.max_replica_lag)
         self._reroute()
 
     def _in_window(self) -> bool:

@@ -44,9 +44,7 @@ class Member:
         self.left = 0  # times this process took it out of rotation
         # a replica's lag when a check last saw its I/O thread running, and when (monotonic)
         self._replicating: tuple[float, float] | None = None
-        # a replica's last SHOW SLAVE STATUS, and the verdict the check drew from it
-        self._status: dict[str, Any] | None = None
-        self._probed: Verdict | None = None
+        self._status: dict[str, Any] | None = None  # a replica's last SHOW SLAVE STATUS
 
     @property
     def health(self) -> Health:
@@ -98,7 +96,6 @@ class Member:
             verdict = self._judge(max_lag=max_lag, primary_reachable=primary_reachable)
             if replicating_now(self._status) and verdict.lag is not None:
                 self._replicating = (verdict.lag, time.monotonic())
-            self._probed = verdict
             return verdict
         if self.role is Role.GALERA:
             return judge_galera(pairs_as_status(rows))
@@ -119,7 +116,7 @@ class Member:
         I/O thread was down while the primary still answered (a primary on its way down
         drops its replicas first) was left then; with the primary gone it holds the
         freshest data there is, and reads need it now, not at the next check."""
-        if self.role is Role.REPLICA and self.verdict is self._probed:
+        if self.verdict.health is Health.STOPPED:  # only a check's judge_replica says so
             self.set(self._judge(max_lag=max_lag, primary_reachable=False))
 
     def set(self, verdict: Verdict) -> None:

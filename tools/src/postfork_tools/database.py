@@ -6,12 +6,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from postfork.cli.database import selected_database
 from postfork.errors import ConfigError
 from postfork.url import DatabaseURL
 from postfork_tools.embedded import EmbeddedMariaDB
-
-__all__ = ["embedded_database", "selected_database"]  # selection itself is the library's
 
 
 @contextlib.contextmanager

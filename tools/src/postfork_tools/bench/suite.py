@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from postfork.cli.database import selected_database
 from postfork.drivers import connect
 from postfork.errors import ConfigError, Error
 from postfork.install import WarmReport
@@ -29,7 +30,6 @@ from postfork.url import DatabaseURL, parse_url
 from postfork_tools.bench import analysis, loadgen
 from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
 from postfork_tools.bench.scenarios import ORM, STORMS, Scenario
-from postfork_tools.database import selected_database
 from postfork_tools.serve.command import ASGI_SERVERS, ServeOptions
 from postfork_tools.serve.runner import ServiceProcess, free_port
 from postfork_tools.service.schema import seed_database

@@ -90,7 +90,7 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from postfork_tools.database import selected_database
+    from postfork.cli.database import selected_database
     from postfork_tools.service.schema import SeedPlan, seed_database
 
     plan = SeedPlan(

@@ -10,8 +10,8 @@ from postfork.cli.output import say
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from postfork.cli.database import selected_database
     from postfork_tools import demo
-    from postfork_tools.database import selected_database
 
     with selected_database(args.database_url) as (url, origin):
         ok = demo.run(url, origin, say)

@@ -13,7 +13,7 @@ from postfork_tools.service.settings import ASGI_CONNECT_MODES, CONNECT_MODES
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from postfork_tools.database import selected_database
+    from postfork.cli.database import selected_database
     from postfork_tools.serve import command as serve
     from postfork_tools.service.schema import seed_database
 
