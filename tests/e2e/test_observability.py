@@ -121,7 +121,10 @@ def test_in_lazy_mode_every_other_profile_shows_the_connect(
 
 @pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
 def test_first_requests_after_fork_with_a_json_access_log(db: EmbeddedMariaDB, server: str) -> None:
-    env = {"POSTFORK_PROFILE": "first=1", "POSTFORK_ACCESS_LOG": "json"}
+    # every function of the profile (top=): how far down the driver's connect ranks by
+    # cumulative time depends on what else the machine runs (once, under load, below the
+    # default top 25 behind the deadline watcher's thread start)
+    env = {"POSTFORK_PROFILE": "first=1,top=1000", "POSTFORK_ACCESS_LOG": "json"}
     with serve(db, server, "lazy", max_requests=3, env=env) as service:
         responses = requests(service.port, 12)
         log = settled_log(service, responses)
@@ -129,7 +132,8 @@ def test_first_requests_after_fork_with_a_json_access_log(db: EmbeddedMariaDB, s
     assert found and all(n == 1 for _, n in found)  # only each worker's first request
     firsts = {r.worker for r in responses if r.worker[1] == 1}
     assert len(firsts) >= 3 and firsts <= set(found)
-    assert all(DRIVER_CONNECT.search(found[key]) for key in firsts)  # lazy: they paid the connect
+    unpaid = [found[key] for key in firsts if not DRIVER_CONNECT.search(found[key])]
+    assert unpaid == [], unpaid[0][-4000:]  # lazy: they paid the connect
     access = [
         json.loads(line)
         for line in re.findall(r"INFO postfork\.access: (\{.*\})$", log, re.MULTILINE)
