@@ -458,6 +458,30 @@ def test_a_returned_transaction_is_rolled_back_without_waiting_and_settled_at_ch
     assert conn.rollbacks == 1 and pool.stats()["discards"]["stale"] == 0
 
 
+def test_closing_reads_a_rollback_reply_still_due_before_the_socket_closes() -> None:
+    """Seen under hypercorn recycling on a loaded machine: the server wrote the ROLLBACK's OK
+    after the worker had closed the socket ('Could not write packet ... errno 32') and counted
+    the client as aborted. The reply is read first; the socket then closes with nothing due."""
+    pool = make_pool()
+    with pool.connection() as conn:
+        conn.in_transaction = True
+    assert conn._postfork_reset_pending
+    pool.close()
+    assert conn.closed and not conn._postfork_reset_pending
+
+
+def test_closing_waits_for_a_silent_servers_rollback_reply_no_longer_than_close_settle() -> None:
+    from postfork.pool.pool import CLOSE_SETTLE
+
+    pool = make_pool()
+    with pool.connection() as conn:
+        conn.silent = True
+        conn.in_transaction = True
+    started = time.monotonic()
+    pool.close()
+    assert conn.closed and time.monotonic() - started < CLOSE_SETTLE * 2
+
+
 def test_an_app_rollback_in_flight_is_not_sent_twice_on_return() -> None:
     driver = FakeDriver()
     pool = make_pool(driver)

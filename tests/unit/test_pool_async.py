@@ -119,6 +119,18 @@ def test_the_rollback_on_return_is_sent_without_waiting_and_read_at_the_next_che
     run(scenario)
 
 
+def test_closing_reads_a_rollback_reply_still_due_before_the_socket_closes() -> None:
+    async def scenario() -> None:
+        pool = make_pool(max_size=1)
+        async with pool.connection() as conn:
+            conn.in_transaction = True
+        assert conn._postfork_reset_pending
+        await pool.close()
+        assert conn.closed and not conn._postfork_reset_pending
+
+    run(scenario)
+
+
 def test_a_task_cancelled_mid_query_discards_its_connection_and_nothing_else() -> None:
     async def scenario() -> None:
         pool = make_pool(max_size=2)

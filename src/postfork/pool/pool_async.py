@@ -35,6 +35,7 @@ from .waiters import TaskWaiters
 log = logging.getLogger("postfork.pool")
 
 _CLOSED = DiscardReason.CLOSED
+CLOSE_SETTLE = 0.5  # seconds, in all, that closing waits for replies still due (a rollback's)
 _SERVING, _CONNECTING = PoolMode.SERVING, SlotState.CONNECTING  # bound once: hot-path tests
 _getpid = os.getpid
 REFILL_SLEEP = 5.0  # async only: the refill task re-reads the pool at least this often
@@ -337,8 +338,19 @@ class AsyncPool(PoolCore):
 
     async def _close_all(self, slots: list[Slot]) -> None:
         """Outside the lock: close discarded connections cleanly (they belong to this process),
-        then tell the discard listeners."""
+        then tell the discard listeners. A ROLLBACK's reply still to read is read first, for
+        ``CLOSE_SETTLE`` at most in all: a server that writes it after the socket has closed
+        counts the client as aborted (``Aborted_clients``, a warning in its log)."""
+        settle_until = time.monotonic() + CLOSE_SETTLE
         for slot, conn in self._detach_for_close(slots):
+            try:
+                if self._driver.reset_pending(conn):
+                    remaining = settle_until - time.monotonic()
+                    await self._driver.finish_reset_within(conn, slot.poller, remaining)
+            except Exception as exc:
+                log.debug(
+                    "connection %d: its rollback failed as it closed: %r", slot.connection_id, exc
+                )
             try:
                 await self._driver.close(conn)
             except Exception as exc:
