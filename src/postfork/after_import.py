@@ -8,7 +8,9 @@ after an application has started") and every worker fails to boot. Waiting on an
 lets the server accept before the warm-up ends, so a first request finds the pool's connection
 taken and connects. Instead the warm-up runs as the module's body returns, in the importing
 thread, before the server goes on: a profile function on that thread, for the rest of the
-module's body only, watches for that frame's return.
+module's body only, watches for that frame's return. The same moment serves what must wait for
+the complete app in a master too: SQLAlchemy's mappers configured once, before fork, once every
+model is defined.
 """
 
 from __future__ import annotations
@@ -36,20 +38,36 @@ def module_being_imported() -> FrameType | None:
 
 
 def when_done(module: FrameType, callback: Callable[[], object]) -> bool:
-    """Call ``callback`` in this thread as ``module``'s body returns. False, and nothing
-    arranged, when this thread already has a profiler (cProfile, a debugger's): the caller
-    then runs it at once, as before."""
-    if sys.getprofile() is not None:
+    """Call ``callback`` in this thread as ``module``'s body returns, after the callbacks
+    arranged before it for that module (an app may install two pools). False, and nothing
+    arranged, when this thread already has another profiler (cProfile, a debugger's): the
+    caller then runs it at once."""
+    current = sys.getprofile()
+    if isinstance(current, _AtModuleEnd) and current.watches(module):
+        current.callbacks.append(callback)
+        return True
+    if current is not None:
         return False
-    code, namespace = module.f_code, module.f_globals
+    sys.setprofile(_AtModuleEnd(module, callback))
+    return True
 
-    def profiler(frame: FrameType, event: str, arg: Any) -> None:
-        if event == "return" and frame.f_code is code and frame.f_globals is namespace:
-            sys.setprofile(None)
+
+class _AtModuleEnd:
+    """The profile function that waits for one module body's return."""
+
+    def __init__(self, module: FrameType, callback: Callable[[], object]) -> None:
+        self.code, self.namespace = module.f_code, module.f_globals
+        self.callbacks = [callback]
+
+    def watches(self, module: FrameType) -> bool:
+        return module.f_code is self.code and module.f_globals is self.namespace
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event != "return" or not self.watches(frame):
+            return
+        sys.setprofile(None)
+        for callback in self.callbacks:
             try:
                 callback()
             except Exception:  # never the import's failure: it is the warm-up's
-                log.exception("postfork's warm-up after the app's import failed")
-
-    sys.setprofile(profiler)
-    return True
+                log.exception("postfork's set-up after the app's import failed")

@@ -41,6 +41,7 @@ log = logging.getLogger("postfork.install")
 
 DEFAULT_WARMUP_TIMEOUT = 10.0
 F = TypeVar("F", bound=Callable[[], object])
+Step = Callable[[], object]  # what install() runs at a moment of a process's life
 Installable = Pool | Cluster | AsyncPool  # one pool, one per member of a topology, or asyncio's
 T = TypeVar("T")
 
@@ -283,7 +284,7 @@ def install(
     ``gc.freeze()`` right after its fork, so its collections leave what it inherited alone and
     those pages stay shared (benchmarks/worker_memory.py measures what it saves).
     """
-    pool, master_setup = _resolve(target, master_setup)
+    pool, master_setup, prepare = _resolve(target, master_setup)
     installation = Installation(pool, warmup=warmup, warmup_timeout=warmup_timeout)
     installation.upkeep = upkeep_timer
     installation.settings = {
@@ -303,6 +304,7 @@ def install(
     if not isinstance(pool, AsyncPool):  # an AsyncPool's upkeep is its own refill task
         upkeep.add(pool)
     response_hooks.hook_server()
+    at_app_complete = [] if prepare is None else [prepare]
     if installation.role is Role.MASTER:
         fork.freeze_gc_in_children(freeze_gc if freeze_gc is not None else environment.freeze_gc())
         uwsgi_server.warn_about_recycling_once()
@@ -310,12 +312,27 @@ def install(
         fork.before_workers_fork()  # ORMs give back what they hold: closed just below
         _enter_master(installation, accelerate_respawns)
     elif not installation.asynchronous:
-        module = after_import.module_being_imported() if warmup is not None else None
-        if module is None or not after_import.when_done(module, installation.warm_now):
+        if warmup is None:
             installation.warm_now()
+        else:  # a request through the app: once the app is complete
+            at_app_complete.append(installation.warm_now)
         if upkeep_timer:
             upkeep.start_timer()
+    _when_app_complete(at_app_complete)
     return installation
+
+
+def _when_app_complete(steps: list[Step]) -> None:
+    """Run ``steps`` as the module being imported (the app's) finishes, or now when no module
+    is being imported: the app is complete then (its models, routes and middleware defined),
+    and the server has not forked or accepted yet."""
+    if not steps:
+        return
+    module = after_import.module_being_imported()
+    if module is not None and all(after_import.when_done(module, step) for step in steps):
+        return
+    for step in steps:
+        step()
 
 
 def installation_of(pool: Installable | PoolCore) -> Installation | None:
@@ -323,18 +340,22 @@ def installation_of(pool: Installable | PoolCore) -> Installation | None:
 
 
 def _resolve(
-    target: Any, master_setup: Callable[[], object] | None
-) -> tuple[Installable, Callable[[], object] | None]:
-    """The pool to install, and what must run in a master before it keeps no connection."""
+    target: Any, master_setup: Step | None
+) -> tuple[Installable, Step | None, Step | None]:
+    """The pool to install, what must run in a master before it keeps no connection, and what
+    must run once the app is complete (an ORM's preparation, shared by every worker when done
+    in a master)."""
     if isinstance(target, Pool | AsyncPool):
-        return target, master_setup
+        return target, master_setup, None
     if isinstance(target, Cluster):
-        return target, master_setup or (target.run_master_setups if target.master_setups else None)
+        setups = target.run_master_setups if target.master_setups else None
+        return target, master_setup or setups, target.prepare
     engine = getattr(target, "sync_engine", target)  # SQLAlchemy's AsyncEngine runs a sync one
     holder = engine if hasattr(engine, "postfork_pool") else getattr(engine, "pool", None)
     pool = getattr(holder, "postfork_pool", None)
+    prepare = getattr(holder, "postfork_prepare", None)
     if isinstance(pool, AsyncPool):  # its first connect runs in the worker's loop
-        return pool, master_setup
+        return pool, master_setup, prepare
     if not isinstance(pool, Pool):
         maker, pool_class = (
             ("create_async_engine", "AsyncPostforkPool")
@@ -351,7 +372,7 @@ def _resolve(
                 else ""
             )
         )
-    return pool, master_setup or getattr(holder, "postfork_master_setup", None)
+    return pool, master_setup or getattr(holder, "postfork_master_setup", None), prepare
 
 
 def _set_up_in_master(master_setup: Callable[[], object] | None) -> None:

@@ -1,13 +1,16 @@
-"""Runs one documentation example as a user would run the file, then, when it defines a WSGI
-``application``, serves it one request (wsgiref's test environ) and fails unless it is a 200.
+"""Runs one documentation example as a server loads an app: imported as a module (so code
+that waits for the app's import to finish, ``postfork.install()``'s warm-up, runs as it would
+under uWSGI or gunicorn), then, when it defines a WSGI ``application``, serves it one request
+(wsgiref's test environ) and fails unless it is a 200.
 
     python tests/docs/run_example.py example.py
 """
 
 from __future__ import annotations
 
-import runpy
+import importlib
 import sys
+from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 
@@ -27,8 +30,9 @@ def serve_once(application: object) -> None:
 
 
 def main(path: str) -> None:
-    namespace = runpy.run_path(path, run_name="__main__")
-    application = namespace.get("application")
+    file = Path(path).resolve()
+    sys.path.insert(0, str(file.parent))
+    application = getattr(importlib.import_module(file.stem), "application", None)
     if callable(application):
         serve_once(application)
 

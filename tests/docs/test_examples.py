@@ -112,3 +112,4 @@ def test_each_example_runs_against_mariadb(
         timeout=60,
     )
     assert run.returncode == 0, f"{example.name} failed:\n{run.stdout}\n{run.stderr}"
+    assert "[WARNING] postfork" not in run.stderr, f"{example.name} warned:\n{run.stderr}"

@@ -232,3 +232,154 @@ def test_install_above_the_apps_middleware_warms_it_once_it_is_complete(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "200 b'yes'"  # the warm-up went through the app's middleware
     assert "warm in" in done.stderr
+
+
+FLASK_APP = '''
+"""The Flask-SQLAlchemy how-to's order: the engine installed where the app is made, with the
+documented warm-up request, above the models and routes the rest of the module defines."""
+import os
+
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import ForeignKey, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+import postfork
+import postfork.wsgi
+from postfork.sqlalchemy import PostforkPool
+
+app = Flask(__name__)
+app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["SQLALCHEMY_URL"]
+app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"poolclass": PostforkPool, "pool_size": 2}
+db = SQLAlchemy(app)
+seen = []
+WARMUP = os.environ.get("WARMUP_PATH")
+with app.app_context():
+    warmup = postfork.wsgi.warmup_request(app, WARMUP) if WARMUP else None
+    postfork.install(db.engine, warmup=warmup)
+
+
+class Author(db.Model):
+    __tablename__ = "postfork_t_authors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    books: Mapped[list["Book"]] = relationship(back_populates="author")
+
+
+class Book(db.Model):
+    __tablename__ = "postfork_t_books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("postfork_t_authors.id"))
+    title: Mapped[str] = mapped_column(String(40))
+    author: Mapped[Author] = relationship(back_populates="books")
+
+
+@app.get("/one")
+def one():
+    from flask import request
+
+    seen.append(request.environ.get("postfork.warmup"))
+    return {"one": db.session.scalar(text("SELECT 1"))}
+'''
+
+
+def _import_in_fresh_interpreter(
+    tmp_path: Any, module: str, source: str, check: str, env: dict[str, str]
+) -> str:
+    import subprocess
+    import sys
+
+    (tmp_path / f"{module}.py").write_text(source)
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}\n{check}"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip() + "\n" + done.stderr
+
+
+def _sqlalchemy_url(database_url: DatabaseURL) -> str:
+    from postfork.sqlalchemy import engine_url
+
+    return engine_url(database_url).render_as_string(hide_password=False)
+
+
+def test_the_orms_mappers_are_configured_once_the_apps_import_returns(
+    database_url: DatabaseURL, tmp_path: Any
+) -> None:
+    """SQLAlchemy configures mappers at the first query, in every new worker (~20 ms on its
+    first request). install() above the models configures them as the app's module returns:
+    in a master before fork, every worker inherits them. No query is needed for it."""
+    out = _import_in_fresh_interpreter(
+        tmp_path,
+        "flaskapp_mappers",
+        FLASK_APP,
+        "from sqlalchemy import inspect\n"
+        "print(inspect(flaskapp_mappers.Book).configured, flaskapp_mappers.seen)",
+        {"SQLALCHEMY_URL": _sqlalchemy_url(database_url)},
+    )
+    assert out.startswith("True []"), out  # configured, and no request was sent
+
+
+def test_the_wsgi_warm_up_request_goes_through_the_complete_app_before_import_returns(
+    database_url: DatabaseURL, tmp_path: Any
+) -> None:
+    out = _import_in_fresh_interpreter(
+        tmp_path,
+        "flaskapp_warm",
+        FLASK_APP,
+        "print(flaskapp_warm.seen)",
+        {"SQLALCHEMY_URL": _sqlalchemy_url(database_url), "WARMUP_PATH": "/one"},
+    )
+    assert out.startswith("[True]"), out  # /one was defined below install(), and marked
+    assert "warm in" in out and "warm-up request" not in out  # a 200: nothing to warn about
+
+
+def test_a_warm_up_request_answering_an_error_is_logged_and_the_app_serves(
+    database_url: DatabaseURL, tmp_path: Any
+) -> None:
+    out = _import_in_fresh_interpreter(
+        tmp_path,
+        "flaskapp_404",
+        FLASK_APP,
+        "print(flaskapp_404.seen)",
+        {"SQLALCHEMY_URL": _sqlalchemy_url(database_url), "WARMUP_PATH": "/nowhere"},
+    )
+    assert "warm-up request GET /nowhere answered 404" in out
+
+
+def test_a_warm_up_path_that_is_not_a_path_is_refused_with_the_way_out() -> None:
+    from postfork.errors import ConfigError
+    from postfork.wsgi import warmup_request
+
+    with pytest.raises(ConfigError, match="must be a path starting with '/'"):
+        warmup_request(lambda environ, start_response: [], "http://example.com/")
+
+
+TWO_POOLS = '''
+import os
+import postfork
+
+order = []
+a = postfork.Pool(os.environ["DATABASE_URL"], min_idle=1, max_size=1)
+b = postfork.Pool(os.environ["DATABASE_URL"], min_idle=1, max_size=1)
+postfork.install(a, warmup=lambda: order.append(("a", defined)))
+postfork.install(b, warmup=lambda: order.append(("b", defined)))
+defined = True
+'''
+
+
+def test_two_installs_in_one_module_both_warm_up_once_it_is_complete(
+    database_url: DatabaseURL, tmp_path: Any
+) -> None:
+    out = _import_in_fresh_interpreter(
+        tmp_path,
+        "twopools",
+        TWO_POOLS,
+        "print(twopools.order)",
+        {"DATABASE_URL": database_url.render_secret()},
+    )
+    assert out.startswith("[('a', True), ('b', True)]"), out

@@ -29,7 +29,8 @@ from ..errors import ConfigError
 from ..install import Installation, WarmListener, install, installation_of
 from ..pool import AsyncPool
 from ..topology.window import request_ended
-from .types import WARMUP_SCOPE_KEY, ASGIApp, Message, Receive, Scope, Send
+from ..warmup import asgi_get, checked_path
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("postfork.asgi")
 
@@ -49,8 +50,8 @@ class PostforkStartup:
     ) -> None:
         if not targets:
             raise ConfigError("postfork.asgi needs at least one AsyncPool (or async engine)")
-        if warmup_path is not None and not warmup_path.startswith("/"):
-            raise ConfigError(f"warmup_path must be a path starting with '/', got {warmup_path!r}")
+        if warmup_path is not None:
+            checked_path(warmup_path)
         self.targets = targets
         self.on_warm = on_warm
         # at import: in a forking server's master this is its share (driver ready, no
@@ -93,7 +94,7 @@ class PostforkStartup:
             return
         try:
             async with asyncio.timeout(self.warmup_timeout):
-                status = await _get(app, self.warmup_path, state or {})
+                status = await asgi_get(app, self.warmup_path, state=state)
         except TimeoutError:
             log.warning(
                 "warm-up request GET %s took over %gs: cut off; serving anyway",
@@ -259,41 +260,3 @@ def lifespan(
 
     run.postfork = postfork  # type: ignore[attr-defined]
     return run
-
-
-async def _get(app: ASGIApp, path: str, state: dict[str, Any]) -> int:
-    """One GET through ``app`` as a server would send it; the response's status."""
-    status = 0
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()  # the client stays connected until the response ends
-        sent = True
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = int(message["status"])
-
-    path_part, _, query = path.partition("?")
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path_part,
-        "raw_path": path_part.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"localhost"), (b"user-agent", b"postfork-warmup")],
-        "client": ("127.0.0.1", 0),
-        "server": ("127.0.0.1", 0),
-        "state": dict(state),  # a shallow copy, as servers give each request
-        WARMUP_SCOPE_KEY: True,
-    }
-    await app(scope, receive, send)
-    return status

@@ -29,7 +29,7 @@ from ..topology.cluster import (
 )
 from ..topology.member import server_name
 from ..url import DatabaseURL, parse_url
-from .sqlalchemy import PostforkPool, engine_url
+from .sqlalchemy import PostforkPool, configure_mappers_ahead, engine_url
 
 
 class ClusterEngines:
@@ -95,6 +95,7 @@ def create_cluster_engines(
         fallback=fallback,
     )
     cluster.master_setups.extend(engine.pool.postfork_master_setup for engine in engines.values())  # type: ignore[attr-defined]
+    cluster.prepare = configure_mappers_ahead
     routed = ClusterEngines(engines, cluster)
     if install:
         routed.installation = install_cluster(cluster)

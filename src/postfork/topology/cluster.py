@@ -113,6 +113,7 @@ class Cluster:
         self._checking = threading.Lock()  # one check round at a time (timer thread, hooks)
         self._next_check = 0.0
         self.master_setups: list[Callable[[], object]] = []  # install() runs them in a master
+        self.prepare: Callable[[], object] | None = None  # install(): once the app is complete
         for member in self.members:
             member.pool.events.listen("connect_failed", _passive_check(self, member))
         self._reroute()

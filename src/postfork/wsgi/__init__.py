@@ -5,6 +5,7 @@ ASGI middleware of the same names (``postfork.asgi``)."""
 
 from ..observe.metrics import ServiceMetrics, ensure_multiprocess_dir
 from ..observe.timing import Request, RequestTiming
+from ..warmup import warmup_request
 from .body import ClosingBody
 from .metrics import MetricsEndpoint
 from .profiling import ProfileSettings, ProfilingMiddleware
@@ -21,4 +22,5 @@ __all__ = [
     "TimingMiddleware",
     "WSGIApp",
     "ensure_multiprocess_dir",
+    "warmup_request",
 ]

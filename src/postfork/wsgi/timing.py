@@ -14,11 +14,11 @@ from ..observe.timing import (
     WorkerRequests,
     _current,
 )
+from ..warmup import WARMUP_KEY
 from .body import ClosingBody
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 TIMING_KEY = "postfork.timing"  # environ key: this request's RequestTiming
-WARMUP_KEY = "postfork.warmup"  # set in the environ of install()'s synthetic warm-up request
 
 __all__ = ["TIMING_KEY", "WARMUP_KEY", "RequestTiming", "TimingMiddleware", "WorkerRequests"]
 

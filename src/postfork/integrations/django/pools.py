@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import io
 import logging
 import threading
 import warnings
@@ -21,19 +20,19 @@ from typing import Any
 
 from django.core.signals import request_finished, request_started
 
-from ... import fork
+from ... import after_import, fork
 from ...install import DEFAULT_WARMUP_TIMEOUT, install, installation_of
 from ...pool import Pool, PoolOptions
 from ...response_hooks import after_response
 from ...servers import serves_concurrently, serving
 from ...threads import start_daemon
 from ...url import DatabaseURL
+from ...warmup import WARMUP_KEY, asgi_get, wsgi_get
 
 log = logging.getLogger("postfork.django")
 
 POOL_OPTION = "pool"  # DATABASES[alias]["OPTIONS"]["pool"]: the pool's own options
 SESSION_READY = "django.session"  # Slot.info key: Django's session set-up ran on it
-WARMUP_KEY = "postfork.warmup"  # in the warm-up request's WSGI environ or ASGI scope
 WARM_WAIT_UID = "postfork.warm-wait"  # request_started: requests wait for a warm-up running
 
 _lock = threading.Lock()
@@ -179,9 +178,12 @@ class DjangoLifecycle:
         In a worker forked from a master that loaded the app, that happens now. Where the app
         loads in the worker itself (spawned ASGI workers, gunicorn without ``preload_app``,
         uWSGI ``lazy-apps``), this runs inside ``django.setup()``, before the apps after this
-        one are ready (and, under uvicorn and hypercorn, inside their running event loop,
-        where Django refuses database calls): the warm-up then runs on a thread of its own
-        once every app is ready, and a request that arrives before it ends waits for it."""
+        one are ready: the warm-up then runs as the module that set Django up (``wsgi.py``,
+        ``asgi.py``) returns, before the server goes on to serve. Under uvicorn and hypercorn
+        that import runs inside their event loop, where Django refuses database calls: the
+        warm-up runs on a thread of its own, waited for. Where no import is under way, the
+        warm-up runs on a thread once every app is ready, and a request that arrives before
+        it ends waits for it."""
         from django.apps import apps
 
         if serving() is None:
@@ -190,6 +192,21 @@ class DjangoLifecycle:
         if apps.ready and not _loop_running():
             self._warm(asgi)
             return
+        module = after_import.module_being_imported()
+        if module is None or not after_import.when_done(
+            module, functools.partial(self._warm_before_serving, asgi)
+        ):
+            self._warm_on_a_thread(asgi)
+
+    def _warm_before_serving(self, asgi: bool) -> None:
+        """As the app's module returns: every app ready, the server not serving yet."""
+        if _loop_running():
+            self._warm_on_a_thread(asgi)
+            self.wait_until_warm()
+        else:
+            self._warm(asgi)
+
+    def _warm_on_a_thread(self, asgi: bool) -> None:
         self.warmed.clear()
         request_started.connect(_before_request, weak=False, dispatch_uid=WARM_WAIT_UID)
         start_daemon(self._warm_when_ready, "postfork-warm", asgi)
@@ -239,7 +256,8 @@ def _warm_up_request(asgi: bool) -> None:
     except Exception as exc:
         log.warning("Django warm-up request GET %s failed (serving anyway): %r", path, exc)
         return
-    log.debug("Django warm-up request GET %s: %s", path, status)
+    level = logging.WARNING if status >= 400 or status == 0 else logging.DEBUG
+    log.log(level, "Django warm-up request GET %s: %s", path, status or "no answer")
 
 
 def _host() -> str:
@@ -249,72 +267,18 @@ def _host() -> str:
     return hosts[0] if hosts else "localhost"
 
 
-def _get(path: str) -> str:
+def _get(path: str) -> int:
     from django.core.handlers.wsgi import WSGIHandler
 
-    host = _host()
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": host,
-        "SERVER_PORT": "80",
-        "HTTP_HOST": host,
-        "wsgi.input": io.BytesIO(),
-        "wsgi.url_scheme": "http",
-        WARMUP_KEY: True,
-    }
-    answer: list[str] = []
-    body = WSGIHandler()(environ, lambda status, headers, *exc: answer.append(status))
-    try:
-        b"".join(body)
-    finally:
-        body.close()
-    return answer[0] if answer else "no answer"
+    return wsgi_get(WSGIHandler(), path, _host())
 
 
-def _asgi_get(path: str) -> str:
+def _asgi_get(path: str) -> int:
     """The GET through Django's ASGI handler, in an event loop of its own (this thread has
     none running: see ``after_fork_warm``)."""
     from django.core.handlers.asgi import ASGIHandler
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", _host().encode())],
-        "client": ("127.0.0.1", 0),
-        "server": (_host(), 80),
-        WARMUP_KEY: True,
-    }
-    answer: list[str] = []
-
-    async def run() -> None:
-        done = asyncio.Event()
-        requests = [{"type": "http.request", "body": b"", "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if requests:
-                return requests.pop()
-            await done.wait()  # then the client has gone, as a server says after the response
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                answer.append(str(message["status"]))
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                done.set()
-
-        await ASGIHandler()(scope, receive, send)
-
-    asyncio.run(run())
-    return answer[0] if answer else "no answer"
+    return asyncio.run(asgi_get(ASGIHandler(), path, _host()))
 
 
 def _loop_running() -> bool:

@@ -1,0 +1,137 @@
+"""One synthetic GET through the app, before a worker's first real request.
+
+A fresh worker's first request pays for what only a request loads or touches: the view's code
+and the ORM's compiled statements, lazily built caches, pages copied after fork. Sent by
+postfork once the worker is warm, it costs the same, but before the server hands the worker
+a request. One mechanism for every face: a WSGI app (``install(..., warmup=...)`` with
+:func:`warmup_request`), an ASGI app (``postfork.asgi``'s ``warmup_path``) and Django's handlers
+(``POSTFORK_WARMUP_PATH``). The request carries :data:`WARMUP_KEY` in its environ or scope:
+postfork's middlewares leave it out of the worker's request count, access log and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from .errors import ConfigError
+
+log = logging.getLogger("postfork.install")
+
+WARMUP_KEY = "postfork.warmup"  # True in the warm-up request's WSGI environ or ASGI scope
+USER_AGENT = "postfork-warmup"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+def checked_path(path: str) -> str:
+    """``path`` if it is a path of this app (``/...``, a query string allowed), else a clear
+    error: the warm-up never leaves the process, so a URL is a mistake."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError(
+            f"a warm-up path must be a path starting with '/' (e.g. '/healthz'), got {path!r}"
+        )
+    return path
+
+
+def wsgi_get(app: WSGIApp, path: str, host: str = "localhost") -> int:
+    """GET ``path`` through a WSGI app, as a server would call it; the response's status."""
+    path_part, _, query = checked_path(path).partition("?")
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path_part,
+        "QUERY_STRING": query,
+        "SERVER_NAME": host,
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": host,
+        "HTTP_USER_AGENT": USER_AGENT,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        WARMUP_KEY: True,
+    }
+    status: list[str] = []
+    body = app(environ, lambda line, headers, *exc: status.append(line))
+    try:
+        for _chunk in body:
+            pass
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return int(status[0].split(" ", 1)[0]) if status else 0
+
+
+async def asgi_get(
+    app: ASGIApp,
+    path: str,
+    host: str = "localhost",
+    state: MutableMapping[str, Any] | None = None,
+) -> int:
+    """GET ``path`` through an ASGI app, as a server would send it; the response's status.
+    Once the response has ended, the client is said to have gone (Django's handler listens
+    for that). ``state``: what the app's lifespan made, as a request's scope carries it."""
+    path_part, _, query = checked_path(path).partition("?")
+    status = 0
+    answered = asyncio.Event()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path_part,
+        "raw_path": path_part.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", host.encode()), (b"user-agent", USER_AGENT.encode())],
+        "client": ("127.0.0.1", 0),
+        "server": (host, 80),
+        "state": dict(state or {}),  # a shallow copy, as servers give each request
+        WARMUP_KEY: True,
+    }
+    await app(scope, receive, send)
+    return status
+
+
+def warmup_request(app: WSGIApp, path: str) -> Callable[[], None]:
+    """For ``postfork.install(..., warmup=...)``: GET ``path`` through the WSGI ``app`` (Flask,
+    Bottle, Falcon, Pyramid, any) in each new worker. An answer of 400 or more is logged; a
+    failure is the warm-up's (logged, the worker serves anyway)."""
+    checked_path(path)
+
+    def warmup() -> None:
+        status = wsgi_get(app, path)
+        if status >= 400 or status == 0:
+            log.warning("warm-up request GET %s answered %s", path, status or "nothing")
+
+    warmup.__qualname__ = f"warmup_request({path!r})"
+    return warmup
