@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..install import Installation, WarmListener, install, installation_of
 from ..pool import AsyncPool
 from ..topology.window import request_ended
-from ..warmup import asgi_get, checked_path
+from ..warmup import REPEAT, asgi_get, checked_path, checked_repeat
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("postfork.asgi")
@@ -46,6 +46,7 @@ class PostforkStartup:
         *,
         warmup_path: str | None = None,
         warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
+        warmup_repeat: int = REPEAT,
         on_warm: WarmListener | None = None,
     ) -> None:
         if not targets:
@@ -60,6 +61,7 @@ class PostforkStartup:
             self._installed(target)
         self.warmup_path = warmup_path
         self.warmup_timeout = warmup_timeout
+        self.warmup_repeat = checked_repeat(warmup_repeat)
 
     @property
     def installations(self) -> list[Installation]:
@@ -87,14 +89,18 @@ class PostforkStartup:
         return all(ready)
 
     async def warm_request(self, app: ASGIApp, state: dict[str, Any] | None = None) -> None:
-        """One GET of ``warmup_path`` through the app, bounded; what it costs (imports, caches,
-        the first statement of each kind) is then paid before the server accepts. ``state``:
-        what the app's lifespan made, as a request's ``scope["state"]`` carries it."""
+        """GET ``warmup_path`` through the app, ``warmup_repeat`` times, bounded; what it costs
+        (imports, caches, the first statement of each kind, the interpreter's specialization)
+        is then paid before the server accepts. ``state``: what the app's lifespan made, as a
+        request's ``scope["state"]`` carries it."""
         if self.warmup_path is None:
             return
         try:
             async with asyncio.timeout(self.warmup_timeout):
-                status = await asgi_get(app, self.warmup_path, state=state)
+                for _ in range(self.warmup_repeat):
+                    status = await asgi_get(app, self.warmup_path, state=state)
+                    if status >= 400:
+                        break
         except TimeoutError:
             log.warning(
                 "warm-up request GET %s took over %gs: cut off; serving anyway",
@@ -141,11 +147,16 @@ class LifespanMiddleware:
         *targets: Any,
         warmup_path: str | None = None,
         warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
+        warmup_repeat: int = REPEAT,
         on_warm: WarmListener | None = None,
     ) -> None:
         self.app = app
         self.postfork = PostforkStartup(
-            targets, warmup_path=warmup_path, warmup_timeout=warmup_timeout, on_warm=on_warm
+            targets,
+            warmup_path=warmup_path,
+            warmup_timeout=warmup_timeout,
+            warmup_repeat=warmup_repeat,
+            on_warm=on_warm,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -234,14 +245,20 @@ def lifespan(
     app_lifespan: Callable[[Any], contextlib.AbstractAsyncContextManager[Any]] | None = None,
     warmup_path: str | None = None,
     warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT,
+    warmup_repeat: int = REPEAT,
     on_warm: WarmListener | None = None,
 ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]:
     """For Starlette and FastAPI's ``lifespan=``: ``FastAPI(lifespan=lifespan(pool))``. The
     app's own lifespan, if any, is ``app_lifespan`` (it runs inside, with the pools warm; its
-    state is the app's state). ``warmup_path``: one GET through the app before it serves;
-    ``on_warm``: receives each worker's :class:`~postfork.WarmReport` (as ``install()``'s)."""
+    state is the app's state). ``warmup_path``: a GET through the app before it serves,
+    ``warmup_repeat`` times (3: see ``postfork.warmup.REPEAT``); ``on_warm``: receives each
+    worker's :class:`~postfork.WarmReport` (as ``install()``'s)."""
     postfork = PostforkStartup(
-        targets, warmup_path=warmup_path, warmup_timeout=warmup_timeout, on_warm=on_warm
+        targets,
+        warmup_path=warmup_path,
+        warmup_timeout=warmup_timeout,
+        warmup_repeat=warmup_repeat,
+        on_warm=on_warm,
     )
 
     @contextlib.asynccontextmanager

@@ -27,7 +27,7 @@ from ...response_hooks import after_response
 from ...servers import serves_concurrently, serving
 from ...threads import start_daemon
 from ...url import DatabaseURL
-from ...warmup import WARMUP_KEY, asgi_get, wsgi_get
+from ...warmup import REPEAT, WARMUP_KEY, asgi_get, checked_repeat, wsgi_get
 
 log = logging.getLogger("postfork.django")
 
@@ -242,17 +242,21 @@ lifecycle = DjangoLifecycle()
 
 
 def _warm_up_request(asgi: bool) -> None:
-    """``settings.POSTFORK_WARMUP_PATH``: one GET through Django in this new worker, before
+    """``settings.POSTFORK_WARMUP_PATH``: a GET through Django in this new worker, before
     its first real request, so that one is as fast as any other (what only a request loads or
     touches: the view's code and data, pages copied after fork), through the handler that will
-    serve (``asgi``: Django's ASGI handler, else its WSGI one). Never raises."""
+    serve (``asgi``: Django's ASGI handler, else its WSGI one); ``POSTFORK_WARMUP_REPEAT``
+    times (3: see ``postfork.warmup.REPEAT``). Never raises."""
     from django.conf import settings
 
     path = getattr(settings, "POSTFORK_WARMUP_PATH", None)
     if not path:
         return
     try:
-        status = _asgi_get(path) if asgi else _get(path)
+        for _ in range(checked_repeat(getattr(settings, "POSTFORK_WARMUP_REPEAT", REPEAT))):
+            status = _asgi_get(path) if asgi else _get(path)
+            if status >= 400 or status == 0:
+                break
     except Exception as exc:
         log.warning("Django warm-up request GET %s failed (serving anyway): %r", path, exc)
         return

@@ -240,16 +240,6 @@ class Service:
         except LostBeforeRows as lost:
             raise lost.error from None
 
-    def warmup_request(self) -> None:
-        """One synthetic request through the whole app (for ``install(warmup=...)``)."""
-        environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": "/v1/accounts/1/summary",
-            "QUERY_STRING": "",
-            "postfork.warmup": True,
-        }
-        list(self(environ, lambda status, headers: None))
-
 
 def _before(text: str) -> int:
     return positive_id(text, "before")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from postfork import asgi
+from postfork import asgi, environment
 from postfork.asgi import LifespanMiddleware
 from postfork.pool import AsyncPool
 from postfork.url import DatabaseURL
@@ -28,18 +28,25 @@ from postfork_tools.service.event_log import EventLog
 from postfork_tools.service.observed import configure_logging, observed
 from postfork_tools.service.rows import text_datetimes
 from postfork_tools.service.settings import (
+    ASGI_ORM_MODES,
     ASYNC_BASELINES,
+    WARMUP_PATH,
     ServiceSettings,
     service_settings,
     with_query_timeouts,
 )
 
-WARMUP_PATH = "/v1/accounts/1/summary"
-
 
 def build(settings: ServiceSettings) -> Any:
     """The service's ASGI application, wrapped in the middleware its settings ask for."""
     configure_logging(settings)
+    if settings.connect in ASGI_ORM_MODES:  # Django's ASGI handler: no lifespan, its app warms
+        environment.export(
+            "DJANGO_SETTINGS_MODULE", "postfork_tools.service.orm.django_project.settings"
+        )
+        from django.core.asgi import get_asgi_application
+
+        return observed(get_asgi_application(), None, settings, asgi)
     service, pool = _service(settings)
     timing = observed(service.asgi, pool, settings, asgi)
     baseline = getattr(service.database.pool, "open", None)

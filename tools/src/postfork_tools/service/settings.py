@@ -15,8 +15,8 @@ from postfork.validate import POSITIVE_INTEGER, POSITIVE_SECONDS
 # known fix); lazy: connect on a worker's first request (the problem); sqlalchemy:
 # stock SQLAlchemy QueuePool with pool_pre_ping instead of postfork (the bench's baseline).
 # orm-*: the summary endpoint through an ORM (the bench's ORM scenarios): SQLAlchemy stock or
-# on postfork; Django stock (a connection per request), persistent with health checks, or on
-# postfork.
+# on postfork; Django stock (a connection per request), persistent (CONN_MAX_AGE 60) with health
+# checks, or on postfork. Under an ASGI server, the Django ones (through Django's ASGI handler).
 ORM_MODES = (
     "orm-sqlalchemy",
     "orm-sqlalchemy-postfork",
@@ -24,11 +24,13 @@ ORM_MODES = (
     "orm-django-persistent",
     "orm-django-postfork",
 )
+WARMUP_PATH = "/v1/accounts/1/summary"  # the warm-up request every warm mode sends
 CONNECT_MODES = ("warm", "postfork", "lazy", "sqlalchemy", *ORM_MODES)
 # the ASGI twin (postfork_tools.service.asgi): warm (the lifespan's warm-up request too), postfork
 # (the pool warm in the lifespan), lazy; and the bench's asyncio baselines (service/baselines)
 ASYNC_BASELINES = ("sqlalchemy-async", "sqlalchemy-async-preping", "driver-pool")
-ASGI_CONNECT_MODES = ("warm", "postfork", "lazy", *ASYNC_BASELINES)
+ASGI_ORM_MODES = tuple(mode for mode in ORM_MODES if mode.startswith("orm-django"))
+ASGI_CONNECT_MODES = ("warm", "postfork", "lazy", *ASYNC_BASELINES, *ASGI_ORM_MODES)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ACCESS_LOG_FORMATS = ("logfmt", "json", "off")
 EVENT_LOG_VAR = "POSTFORK_EVENT_LOG"

@@ -17,13 +17,18 @@ from postfork import environment, wsgi
 from postfork.install import install
 from postfork.pool import Pool
 from postfork.topology import Cluster
-from postfork.wsgi import WSGIApp
+from postfork.wsgi import WSGIApp, warmup_request
 from postfork_tools.service.app import ReplicaReads, Service
 from postfork_tools.service.database import Database
 from postfork_tools.service.event_log import EventLog
 from postfork_tools.service.observed import configure_logging, observed
 from postfork_tools.service.rows import text_datetimes
-from postfork_tools.service.settings import ServiceSettings, service_settings, with_query_timeouts
+from postfork_tools.service.settings import (
+    WARMUP_PATH,
+    ServiceSettings,
+    service_settings,
+    with_query_timeouts,
+)
 
 
 def build(settings: ServiceSettings) -> WSGIApp:
@@ -102,7 +107,8 @@ def _service(settings: ServiceSettings) -> Service:
     )
     on_warm = EventLog(settings.event_log) if settings.event_log else None
     if settings.connect == "warm":
-        service.ready = install(pool, warmup=service.warmup_request, on_warm=on_warm).ready
+        warmup = warmup_request(service, WARMUP_PATH)  # through the whole app, as a request
+        service.ready = install(pool, warmup=warmup, on_warm=on_warm).ready
     elif settings.connect == "postfork":
         service.ready = install(pool, preload=False, on_warm=on_warm).ready
     return service

@@ -27,6 +27,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from postfork.install import install
 from postfork.observe.timing import report_checkout
 from postfork.sqlalchemy import PostforkPool, engine_url
+from postfork.wsgi import warmup_request
+from postfork_tools.service.settings import WARMUP_PATH
 from postfork_tools.service.summary import summarize
 from postfork_tools.service.validation import HTTPError, positive_id
 
@@ -64,7 +66,7 @@ class SummaryApp:
             options.update(max_overflow=0, pool_pre_ping=True)  # the common recipe
         self.engine = create_engine(engine_url(database_url), **options)
         if on_postfork:
-            install(self.engine, warmup=self.warmup_request)
+            install(self.engine, warmup=warmup_request(self, WARMUP_PATH))
         else:
             _report_connects(self.engine)
 
@@ -94,9 +96,6 @@ class SummaryApp:
             if not orders and session.get(Account, account_id) is None:
                 return "404 Not Found", {"error": f"account {account_id} not found"}
         return "200 OK", summarize(account_id, orders)
-
-    def warmup_request(self) -> None:
-        self._respond("/v1/accounts/1/summary")
 
 
 def _report_connects(engine: Engine) -> None:

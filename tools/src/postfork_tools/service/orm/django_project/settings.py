@@ -1,10 +1,11 @@
 """Settings from the environment: ``DATABASE_URL`` and ``POSTFORK_CONNECT`` (orm-django: stock,
-a connection per request; orm-django-persistent: stock, persistent, health checks;
-orm-django-postfork: postfork.django and its app)."""
+a connection per request; orm-django-persistent: stock, ``CONN_MAX_AGE = 60``, health checks;
+orm-django-postfork: postfork.django and its app). The same project serves WSGI and ASGI."""
 
 from __future__ import annotations
 
 from postfork import environment, parse_url
+from postfork_tools.service.settings import WARMUP_PATH
 
 _url = parse_url(environment.database_url() or "mysql://root@localhost/postfork")
 _MODE = environment.text("POSTFORK_CONNECT", "orm-django-postfork")
@@ -19,7 +20,7 @@ INSTALLED_APPS = [
     *(["postfork.django"] if _ON_POSTFORK else []),
 ]
 MIDDLEWARE: list[str] = []
-POSTFORK_WARMUP_PATH = "/v1/accounts/1/summary"  # one request in each worker before its first
+POSTFORK_WARMUP_PATH = WARMUP_PATH  # the warm-up request in each worker before its first
 USE_TZ = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
@@ -35,7 +36,7 @@ DATABASES = {
         "PASSWORD": _url.password,
         "HOST": _url.unix_socket or _url.host,
         "PORT": "" if _url.unix_socket else _url.port,
-        "CONN_MAX_AGE": None if _MODE == "orm-django-persistent" else 0,
+        "CONN_MAX_AGE": 60 if _MODE == "orm-django-persistent" else 0,
         "CONN_HEALTH_CHECKS": _MODE == "orm-django-persistent",
         "OPTIONS": {"pool": {"max_size": 2}} if _ON_POSTFORK else {},
     }
