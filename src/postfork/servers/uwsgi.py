@@ -200,22 +200,35 @@ def exit_reason(requests_served: int) -> str:
 UWSGI_MIN_WORKER_LIFETIME_DEFAULT = 10  # seconds, uWSGI 2.0.31
 
 
-def recycling_warning() -> str | None:
-    """Under uWSGI with ``max-requests``: a ``min-worker-lifetime`` above 0 (10 s unless set)
-    means no worker is recycled younger than that, whatever max-requests says."""
+def recycling_warnings() -> list[str]:
+    """Under uWSGI with ``max-requests``, what will not recycle as the user thinks: a
+    ``min-worker-lifetime`` above 0 (10 s unless set) means no worker is recycled younger than
+    that, whatever max-requests says; several processes with ``max-requests-delta`` 0 reach
+    their limit together under an even load and are replaced at once."""
     uwsgi = _uwsgi()
     if uwsgi is None or _uwsgi_number(uwsgi, "max-requests") <= 0:
-        return None
+        return []
+    found = []
     explicit = uwsgi.opt.get("min-worker-lifetime") is not None
     lifetime = _min_worker_lifetime(uwsgi)
-    if lifetime == 0:
-        return None
-    where = "" if explicit else ", uWSGI's default"
-    return (
-        f"max-requests is set but min-worker-lifetime is {lifetime} s{where}: uWSGI recycles no "
-        f"worker younger than that, so under load workers outlive max-requests and then recycle "
-        f"together; set min-worker-lifetime = 0 to recycle at max-requests alone"
-    )
+    if lifetime:
+        where = "" if explicit else ", uWSGI's default"
+        found.append(
+            f"max-requests is set but min-worker-lifetime is {lifetime} s{where}: uWSGI "
+            f"recycles no worker younger than that, so under load workers outlive max-requests "
+            f"and then recycle together; set min-worker-lifetime = 0 to recycle at max-requests "
+            f"alone"
+        )
+    processes = _uwsgi_number(uwsgi, "processes") or _uwsgi_number(uwsgi, "workers")
+    if processes > 1 and _uwsgi_number(uwsgi, "max-requests-delta") == 0:
+        limit = _uwsgi_number(uwsgi, "max-requests")
+        found.append(
+            f"max-requests is {limit} with max-requests-delta 0 and {processes} processes: "
+            f"workers that start together recycle together; set max-requests-delta (about "
+            f"{max(1, limit // processes)}: worker N then recycles after max-requests + "
+            f"(N - 1) x delta) so one is replaced at a time"
+        )
+    return found
 
 
 _warned_pid = 0  # the process that said it (a master says it once)
@@ -230,12 +243,12 @@ def warn_about_recycling_once(*, server_log: bool = False) -> None:
     if _warned_pid == os.getpid():
         return
     _warned_pid = os.getpid()
-    warning = recycling_warning()
     uwsgi = _uwsgi()
-    if warning and server_log and uwsgi is not None:
-        uwsgi.log(f"postfork WARNING: {warning}")
-    elif warning:
-        log.warning("%s", warning)
+    for warning in recycling_warnings():
+        if server_log and uwsgi is not None:
+            uwsgi.log(f"postfork WARNING: {warning}")
+        else:
+            log.warning("%s", warning)
 
 
 def _uwsgi_request_limit(uwsgi: ModuleType) -> int:
