@@ -84,3 +84,40 @@ def test_statements_per_request_show_what_each_pool_sends(orm_report: dict[str, 
     assert statements["django persistent"] > statements["django on postfork"] + 0.5
     # the default: a new connection and its set-up statements on every request
     assert statements["django"] > statements["django persistent"] + 1
+
+
+@pytest.fixture(scope="module")
+def asgi_orm_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``--orm`` under uvicorn: the Django scenarios through Django's ASGI handler."""
+    pytest.importorskip("django")
+    out = tmp_path_factory.mktemp("bench-orm-asgi") / "bench.json"
+    with EmbeddedMariaDB() as server:
+        done = subprocess.run(
+            [
+                POSTFORK, "bench", "--orm", "--server", "uvicorn",
+                "--database-url", server.url.render_secret(), "--scenarios", "no-recycle",
+                "--processes", "2", "--max-requests", str(MAX_REQUESTS), "--rate", "40",
+                "--duration", "3", "--closed-duration", "1", "--json", str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+@pytest.mark.timeout(480)
+def test_under_uvicorn_the_django_scenarios_run_and_only_postfork_never_connects(
+    asgi_orm_report: dict[str, Any],
+) -> None:
+    orm = asgi_orm_report["orm"]
+    assert list(orm) == ["django", "django persistent", "django on postfork"]
+    for name, figures in orm.items():
+        assert figures["errors"] == 0 and figures["closed_loop"]["errors"] == 0, name
+        assert figures["respawns"] >= 2, name  # uvicorn's --limit-max-requests recycled
+    assert orm["django"]["connects_on_request_path"] == orm["django"]["requests"]
+    # under ASGI each request's thread keeps its own persistent connection: it connects too
+    assert orm["django persistent"]["connects_on_request_path"] >= orm["django"]["respawns"]
+    assert orm["django on postfork"]["connects_on_request_path"] == 0

@@ -109,10 +109,14 @@ ORM = (
     _orm(
         "django persistent",
         "orm-django-persistent",
-        "stock backend, persistent connections, CONN_HEALTH_CHECKS",
+        "stock backend, CONN_MAX_AGE = 60, CONN_HEALTH_CHECKS",
     ),
     _orm("django on postfork", "orm-django-postfork", "Django ORM on the postfork.django backend"),
 )
+
+# Under an ASGI server: the Django ones, through Django's ASGI handler (SQLAlchemy's async engine
+# is in ASGI_RECYCLING below).
+ASGI_ORM = tuple(scenario for scenario in ORM if scenario.connect.startswith("orm-django"))
 
 
 # Under an ASGI server: the service's ASGI twin on the asyncio pool, against what an asyncio

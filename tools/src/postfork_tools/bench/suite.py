@@ -29,7 +29,7 @@ from postfork.install import WarmReport
 from postfork.url import DatabaseURL, parse_url
 from postfork_tools.bench import analysis, loadgen
 from postfork_tools.bench.delay_proxy import ProxyProcess, proxied, proxy_target
-from postfork_tools.bench.scenarios import ORM, STORMS, Scenario
+from postfork_tools.bench.scenarios import ASGI_ORM, ORM, STORMS, Scenario
 from postfork_tools.serve.command import ASGI_SERVERS, ServeOptions
 from postfork_tools.serve.runner import ServiceProcess, free_port
 from postfork_tools.service.schema import seed_database
@@ -71,13 +71,19 @@ class BenchOptions:
     scenario_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.asgi:  # the storms and the ORM scenarios are the WSGI service's
+        if self.asgi:  # the storms are the WSGI service's
             object.__setattr__(self, "storms", False)
-            object.__setattr__(self, "orm", False)
 
     @property
     def asgi(self) -> bool:
         return self.server in ASGI_SERVERS
+
+    @property
+    def orm_scenarios(self) -> tuple[Scenario, ...]:
+        """``--orm``: SQLAlchemy and Django under a WSGI server, Django under an ASGI one."""
+        if not self.orm:
+            return ()
+        return ASGI_ORM if self.asgi else ORM
 
     def open_rate(self, capacity_rps: float) -> float:
         """The asked rate, else the default share of the capacity the no-recycle closed loop
@@ -100,7 +106,7 @@ class BenchOptions:
         return replace(cls(duration=12.0, closed_duration=4.0, storm_duration=12.0), **overrides)
 
     def planned_seconds(self, scenarios: int) -> float:
-        scenarios += len(ORM) if self.orm else 0
+        scenarios += len(self.orm_scenarios)
         per_scenario = self.duration + self.closed_duration + SETTLE_SECONDS + 2.0
         storms = len(STORMS) * (self.storm_duration + SETTLE_SECONDS + 2.0) if self.storms else 0
         return scenarios * per_scenario + storms
@@ -206,7 +212,7 @@ class Suite:
                 runs = [
                     self._run(service_url, scenario, storm=False) for scenario in self.scenarios
                 ]
-                orms = [self._run(service_url, s, storm=False) for s in ORM] if opts.orm else []
+                orms = [self._run(service_url, s, storm=False) for s in opts.orm_scenarios]
                 storms = (
                     [self._run(service_url, s, storm=True) for s in STORMS] if opts.storms else []
                 )

@@ -96,7 +96,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--orm",
         action="store_true",
-        help="also the ORM scenarios: SQLAlchemy and Django, stock and on postfork",
+        help=(
+            "also the ORM scenarios: SQLAlchemy and Django, stock and on postfork (under an "
+            "ASGI server: Django, through its ASGI handler)"
+        ),
     )
     parser.add_argument("--quick", action="store_true", help="short runs: about 2.5 minutes")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
