@@ -8,7 +8,9 @@ import postfork.asgi
 import postfork.sqlalchemy
 
 engine = postfork.sqlalchemy.create_async_engine(os.environ["DATABASE_URL"], pool_size=4)
-app = FastAPI(lifespan=postfork.asgi.lifespan(engine))  # warm before the first request
+# every worker warm before its first request; the warm-up GET makes that request cost what a
+# steady one does
+app = FastAPI(lifespan=postfork.asgi.lifespan(engine, warmup_path="/accounts/1"))
 
 
 @app.get("/accounts/{account_id}")

@@ -1,0 +1,1 @@
+"""Apps of the benchmarks' own, written as their users write them (not the reference service)."""
