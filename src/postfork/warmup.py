@@ -76,7 +76,12 @@ def wsgi_get(app: WSGIApp, path: str, host: str = "localhost") -> int:
         WARMUP_KEY: True,
     }
     status: list[str] = []
-    body = app(environ, lambda line, headers, *exc: status.append(line))
+
+    def start_response(line: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+        status.append(line)
+        return lambda data: None  # the legacy write(): what it writes is dropped as the body is
+
+    body = app(environ, start_response)
     try:
         for _chunk in body:
             pass
