@@ -5,6 +5,7 @@ from code compiled under gunicorn's file names."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import types
@@ -147,3 +148,24 @@ def test_gunicorn_recycling_every_worker_at_once_is_said_at_the_first_fork(
     assert len(said) == (1 if warned else 0), said
     if warned:
         assert "set max_requests_jitter (about 100)" in said[0]
+
+
+def test_gunicorns_request_handling_warms_on_requests_of_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """post_fork runs gunicorn's parser, environ and response code on a socket pair, so a new
+    worker's first real request does not run them for the first time. The test fails when
+    the gunicorn internals it uses move (the warm-up then only logs at DEBUG)."""
+    from gunicorn.config import Config
+
+    class SyncWorkerLike:
+        cfg = Config()
+        nr = 0  # requests served: the warm-up's are not counted
+
+        def handle_request(self) -> None:
+            raise AssertionError("the warm-up never reaches the app")
+
+    worker = SyncWorkerLike()
+    with caplog.at_level(logging.DEBUG, logger="postfork.server"):
+        hooks._warm_request_handling(worker)
+    assert "not warmed" not in caplog.text and worker.nr == 0
