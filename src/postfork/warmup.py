@@ -42,6 +42,11 @@ def checked_repeat(repeat: int) -> int:
     return repeat
 
 
+def failed(status: int) -> bool:
+    """A warm-up answer that ends the repeats and is worth a warning: an error, or none."""
+    return status >= 400 or status == 0
+
+
 def checked_path(path: str) -> str:
     """``path`` if it is a path of this app (``/...``, a query string allowed), else a clear
     error: the warm-up never leaves the process, so a URL is a mistake."""
@@ -152,7 +157,7 @@ def warmup_request(app: WSGIApp, path: str, *, repeat: int = REPEAT) -> Callable
     def warmup() -> None:
         for _ in range(repeat):
             status = wsgi_get(app, path)
-            if status >= 400 or status == 0:
+            if failed(status):
                 log.warning("warm-up request GET %s answered %s", path, status or "nothing")
                 return
 

@@ -25,18 +25,14 @@ POSTFORK = str(Path(sys.executable).parent / "postfork")
 MAX_REQUESTS = 10
 
 
-@pytest.fixture(scope="module")
-def orm_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    pytest.importorskip("django")
-    pytest.importorskip("sqlalchemy")
-    out = tmp_path_factory.mktemp("bench-orm") / "bench.json"
+def bench_orm(out: Path, *options: str) -> dict[str, Any]:
+    """``postfork bench --orm``, shortened, on a private MariaDB; its JSON report."""
     with EmbeddedMariaDB() as server:
         done = subprocess.run(
             [
                 POSTFORK, "bench", "--orm", "--database-url", server.url.render_secret(),
-                "--scenarios", "warm", "--no-storms", "--processes", "2",
-                "--max-requests", str(MAX_REQUESTS), "--rate", "40", "--duration", "3",
-                "--closed-duration", "1", "--json", str(out),
+                "--processes", "2", "--max-requests", str(MAX_REQUESTS), "--rate", "40",
+                "--duration", "3", "--closed-duration", "1", "--json", str(out), *options,
             ],
             capture_output=True,
             text=True,
@@ -45,6 +41,14 @@ def orm_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, Any] = json.loads(out.read_text())
     return report
+
+
+@pytest.fixture(scope="module")
+def orm_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    pytest.importorskip("django")
+    pytest.importorskip("sqlalchemy")
+    out = tmp_path_factory.mktemp("bench-orm") / "bench.json"
+    return bench_orm(out, "--scenarios", "warm", "--no-storms")
 
 
 @pytest.mark.timeout(480)
@@ -91,21 +95,7 @@ def asgi_orm_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``--orm`` under uvicorn: the Django scenarios through Django's ASGI handler."""
     pytest.importorskip("django")
     out = tmp_path_factory.mktemp("bench-orm-asgi") / "bench.json"
-    with EmbeddedMariaDB() as server:
-        done = subprocess.run(
-            [
-                POSTFORK, "bench", "--orm", "--server", "uvicorn",
-                "--database-url", server.url.render_secret(), "--scenarios", "no-recycle",
-                "--processes", "2", "--max-requests", str(MAX_REQUESTS), "--rate", "40",
-                "--duration", "3", "--closed-duration", "1", "--json", str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=400,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    report: dict[str, Any] = json.loads(out.read_text())
-    return report
+    return bench_orm(out, "--server", "uvicorn", "--scenarios", "no-recycle")
 
 
 @pytest.mark.timeout(480)

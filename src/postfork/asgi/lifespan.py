@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..install import Installation, WarmListener, install, installation_of
 from ..pool import AsyncPool
 from ..topology.window import request_ended
-from ..warmup import REPEAT, asgi_get, checked_path, checked_repeat
+from ..warmup import REPEAT, asgi_get, checked_path, checked_repeat, failed
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("postfork.asgi")
@@ -99,7 +99,7 @@ class PostforkStartup:
             async with asyncio.timeout(self.warmup_timeout):
                 for _ in range(self.warmup_repeat):
                     status = await asgi_get(app, self.warmup_path, state=state)
-                    if status >= 400:
+                    if failed(status):
                         break
         except TimeoutError:
             log.warning(
@@ -110,7 +110,7 @@ class PostforkStartup:
         except Exception as exc:
             log.warning("warm-up request GET %s failed (serving anyway): %r", self.warmup_path, exc)
         else:
-            if status >= 400:
+            if failed(status):
                 log.warning("warm-up request GET %s answered %d", self.warmup_path, status)
 
     async def stop(self) -> None:

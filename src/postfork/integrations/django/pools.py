@@ -27,7 +27,7 @@ from ...response_hooks import after_response
 from ...servers import serves_concurrently, serving
 from ...threads import start_daemon
 from ...url import DatabaseURL
-from ...warmup import REPEAT, WARMUP_KEY, asgi_get, checked_repeat, wsgi_get
+from ...warmup import REPEAT, WARMUP_KEY, asgi_get, checked_repeat, failed, wsgi_get
 
 log = logging.getLogger("postfork.django")
 
@@ -255,12 +255,12 @@ def _warm_up_request(asgi: bool) -> None:
     try:
         for _ in range(checked_repeat(getattr(settings, "POSTFORK_WARMUP_REPEAT", REPEAT))):
             status = _asgi_get(path) if asgi else _get(path)
-            if status >= 400 or status == 0:
+            if failed(status):
                 break
     except Exception as exc:
         log.warning("Django warm-up request GET %s failed (serving anyway): %r", path, exc)
         return
-    level = logging.WARNING if status >= 400 or status == 0 else logging.DEBUG
+    level = logging.WARNING if failed(status) else logging.DEBUG
     log.log(level, "Django warm-up request GET %s: %s", path, status or "no answer")
 
 
