@@ -92,10 +92,15 @@ def test_statements_per_request_show_what_each_pool_sends(orm_report: dict[str, 
 
 @pytest.fixture(scope="module")
 def asgi_orm_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """``--orm`` under uvicorn: the Django scenarios through Django's ASGI handler."""
+    """``--orm`` under uvicorn: the Django scenarios through Django's ASGI handler.
+
+    uvicorn's supervisor takes a second or two to notice a worker that left and to spawn one that
+    imports Django again, so each worker here lives two seconds (20 requests at 10 req/s): at 10
+    requests and 40 req/s both workers were respawning at once and the run measured a queue."""
     pytest.importorskip("django")
     out = tmp_path_factory.mktemp("bench-orm-asgi") / "bench.json"
-    return bench_orm(out, "--server", "uvicorn", "--scenarios", "no-recycle")
+    pace = ("--rate", "20", "--max-requests", "20", "--duration", "8")
+    return bench_orm(out, "--server", "uvicorn", "--scenarios", "no-recycle", *pace)
 
 
 @pytest.mark.timeout(480)
@@ -106,11 +111,13 @@ def test_under_uvicorn_the_django_scenarios_run_and_only_postfork_never_connects
     assert list(orm) == ["django", "django persistent", "django on postfork"]
     for name, figures in orm.items():
         assert figures["respawns"] >= 2, name  # uvicorn's --limit-max-requests recycled
-    # stock Django's closed loop loses a few answers when uvicorn recycles (3 and 5 of them in
-    # two runs, with bare uvicorn and gunicorn's uvicorn worker alike): the control's, not ours
-    ours = orm["django on postfork"]
-    assert ours["errors"] == 0 and ours["closed_loop"]["errors"] == 0
-    assert orm["django"]["connects_on_request_path"] == orm["django"]["requests"]
+        # A worker that reached --limit-max-requests closes the connections it accepted and had
+        # not read yet (uvicorn's Server.shutdown): a bare ASGI app without any database loses
+        # one or two per recycle too. Those are the only errors allowed: never an answer not 200.
+        for loop in (figures, figures["closed_loop"]):
+            assert loop["errors"] == loop["dropped"], name
+    stock = orm["django"]
+    assert stock["connects_on_request_path"] == stock["requests"] - stock["errors"]  # answered
     # under ASGI each request's thread keeps its own persistent connection: it connects too
     assert orm["django persistent"]["connects_on_request_path"] >= orm["django"]["respawns"]
     assert orm["django on postfork"]["connects_on_request_path"] == 0

@@ -89,8 +89,10 @@ def test_summary_counts_respawns_connects_and_first_requests() -> None:
 def test_errors_are_counted_and_left_out_of_the_percentiles() -> None:
     run = story_run()
     _record(run.samples, 9.0, 10_000.0, 0, 0, status=0)
+    _record(run.samples, 9.1, 3.0, 1009, 11, status=503)
     figures = analysis.summarize(run, processes=2)
-    assert figures["errors"] == 1
+    assert figures["errors"] == 2
+    assert figures["dropped"] == 1  # no answer at all; the 503 was an answer
     assert figures["max_ms"] == pytest.approx(STEADY_MS + CONNECT_MS)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from postfork.install import WarmReport
-from postfork_tools.bench.loadgen import LoadResult, Samples
+from postfork_tools.bench.loadgen import TRANSPORT_ERROR, LoadResult, Samples
 
 SLOW_MARGIN_MS = 5.0
 PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p99_ms", 99.0), ("p999_ms", 99.9))
@@ -71,6 +71,13 @@ class Workers:
         return self.by_last[: max(0, len(self.by_last) - processes)]
 
 
+def dropped(samples: Samples) -> int:
+    """Requests that got no HTTP answer at all (refused, reset, closed unanswered, timed out):
+    the errors a server makes when it drops a connection, as opposed to an answer that is not 200
+    (see docs/bench.md: uvicorn drops a connection or two each time a worker recycles)."""
+    return sum(1 for status in samples.status if status == TRANSPORT_ERROR)
+
+
 def latencies_ms(samples: Samples) -> list[float]:
     return [(done - due) * 1e3 for done, due in zip(samples.done, samples.due, strict=True)]
 
@@ -96,6 +103,7 @@ def summarize(result: LoadResult, processes: int) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "requests": len(samples),
         "errors": len(samples) - len(ok),
+        "dropped": dropped(samples),
         "rps": len(samples) / result.elapsed if result.elapsed > 0 else 0.0,
         **{key: percentile(ordered, pct) for key, pct in PERCENTILES},
         "max_ms": ordered[-1] if ordered else math.nan,

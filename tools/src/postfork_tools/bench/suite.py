@@ -362,6 +362,7 @@ def closed_figures(result: loadgen.LoadResult) -> dict[str, Any]:
     return {
         "requests": len(samples),
         "errors": sum(1 for status in samples.status if status != 200),
+        "dropped": analysis.dropped(samples),
         "rps": len(samples) / result.elapsed if result.elapsed > 0 else 0.0,
         "p50_ms": analysis.percentile(ordered, 50.0),
         "p99_ms": analysis.percentile(ordered, 99.0),

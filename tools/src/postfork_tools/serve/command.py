@@ -31,6 +31,7 @@ SERVERS = (*WSGI_SERVERS, *ASGI_SERVERS)
 WSGI_APP = "postfork_tools.service.wsgi:application"
 ASGI_APP = "postfork_tools.service.asgi:app"
 # gunicorn's worker class for each of its ASGI modes (its own "asgi" worker: gunicorn 24+)
+UVICORN_HEALTHCHECK_TIMEOUT = 2  # seconds; when workers recycle (see command())
 _GUNICORN_WORKERS = {"gunicorn-uvicorn": "uvicorn_worker.UvicornWorker", "gunicorn-asgi": "asgi"}
 
 
@@ -121,7 +122,11 @@ def command(options: ServeOptions) -> list[str]:
         return [sys.executable, "-m", "postfork_tools.serve.devserver", options.bind]
     if options.server == "uvicorn":
         host, port = split_bind(options.bind)
+        # uvicorn's supervisor pings its workers in turn; one caught exiting never answers, and
+        # the supervisor then waits the whole health-check timeout (5 s by default) before it
+        # respawns anything: at recycling, every few seconds. 2 s bounds that (docs/how-to/asgi.md).
         recycling = ["--limit-max-requests", str(options.max_requests)]
+        recycling += ["--timeout-worker-healthcheck", str(UVICORN_HEALTHCHECK_TIMEOUT)]
         return [
             _executable("uvicorn"),
             options.app_path,
