@@ -204,14 +204,14 @@ def child_started() -> None:
                 listener.after_fork()
             except Exception:  # a failed warm-up must never kill the worker
                 log.exception("post-fork listener %r failed", listener)
-    if held.received is not None:
-        log.info(
-            "pid %d: %s arrived while this worker set itself up: leaving as asked",
-            os.getpid(),
-            held.received.name,
-        )
-        process_exiting(orderly=True)
-        obey(held.received)
+        if held.received is not None:  # still held: a second stop signal cannot cut the exit
+            log.info(
+                "pid %d: %s arrived while this worker set itself up: leaving as asked",
+                os.getpid(),
+                held.received.name,
+            )
+            process_exiting(orderly=True)
+            obey(held.received)
 
 
 # how long an orderly exit waits for a pool's lock held by another thread (the upkeep's)

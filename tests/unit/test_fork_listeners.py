@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 CHILD_SECONDS = 10  # the child's own alarm: a deadlocked listener would never return
 
 SCRIPT = textwrap.dedent(
@@ -64,6 +66,8 @@ STOP_SCRIPT = textwrap.dedent(
 
     class ExitListener:
         def at_exit(self):
+            if "--second-signal" in sys.argv:  # uWSGI's master: SIGINT after the group's SIGTERM
+                os.kill(os.getpid(), signal.SIGINT)
             print("exit listeners ran", flush=True)
 
     warm_up, goodbye = SlowWarmUp(), ExitListener()
@@ -81,9 +85,14 @@ STOP_SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_stop_signal_during_the_warm_up_is_obeyed_once_it_ends() -> None:
+@pytest.mark.parametrize("second_signal", [False, True], ids=["one", "a-second-while-leaving"])
+def test_a_stop_signal_during_the_warm_up_is_obeyed_once_it_ends(second_signal: bool) -> None:
+    """A second stop signal while the worker leaves (uWSGI's master sends SIGINT to workers that
+    the group's SIGTERM already reached) must not cut the exit short: raised as
+    KeyboardInterrupt there, it left the worker serving until uWSGI's mercy killed it."""
+    argv = ["--second-signal"] if second_signal else []
     done = subprocess.run(
-        [sys.executable, "-c", STOP_SCRIPT], capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", STOP_SCRIPT, *argv], capture_output=True, text=True, timeout=30
     )
     lines = done.stdout.splitlines()[:3]  # then the parent's own exit
     assert lines == [
