@@ -95,8 +95,8 @@ def asgi_orm_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``--orm`` under uvicorn: the Django scenarios through Django's ASGI handler.
 
     uvicorn's supervisor takes a second or two to notice a worker that left and to spawn one that
-    imports Django again, so each worker here lives two seconds (20 requests at 10 req/s): at 10
-    requests and 40 req/s both workers were respawning at once and the run measured a queue."""
+    imports Django again, so each worker here lives two seconds (20 requests at 10 req/s), longer
+    than its replacement takes: the run measures the pools, not a queue."""
     pytest.importorskip("django")
     out = tmp_path_factory.mktemp("bench-orm-asgi") / "bench.json"
     pace = ("--rate", "20", "--max-requests", "20", "--duration", "8")

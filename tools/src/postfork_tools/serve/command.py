@@ -30,8 +30,8 @@ ASGI_SERVERS = (*RECYCLING_ASGI_SERVERS, "daphne")  # daphne: one process, never
 SERVERS = (*WSGI_SERVERS, *ASGI_SERVERS)
 WSGI_APP = "postfork_tools.service.wsgi:application"
 ASGI_APP = "postfork_tools.service.asgi:app"
-# gunicorn's worker class for each of its ASGI modes (its own "asgi" worker: gunicorn 24+)
 UVICORN_HEALTHCHECK_TIMEOUT = 2  # seconds; when workers recycle (see command())
+# gunicorn's worker class for each of its ASGI modes (its own "asgi" worker: gunicorn 24+)
 _GUNICORN_WORKERS = {"gunicorn-uvicorn": "uvicorn_worker.UvicornWorker", "gunicorn-asgi": "asgi"}
 
 
