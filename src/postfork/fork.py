@@ -190,28 +190,29 @@ def freeze_gc_in_children(enabled: bool = True) -> None:
 
 def child_started() -> None:
     """In a new child: drop inherited connections, then run the listeners (warm-up). A stop
-    signal sent meanwhile is obeyed after them (``stop_signals.py``)."""
+    signal sent meanwhile, from the first step on, is obeyed after them (``stop_signals.py``)."""
     if not _child_hook.first():
         return
-    if _freeze_gc:
-        gc.freeze()
-    uwsgi.drop_inherited_accelerator()
-    for hooks in list(_hooks):
-        hooks.after_fork_in_child()
     with HeldStopSignals() as held:
+        if _freeze_gc:
+            gc.freeze()
+        uwsgi.drop_inherited_accelerator()
+        for hooks in list(_hooks):
+            hooks.after_fork_in_child()
         for listener in list(_listeners.values()):
             try:
                 listener.after_fork()
             except Exception:  # a failed warm-up must never kill the worker
                 log.exception("post-fork listener %r failed", listener)
-        if held.received is not None:  # still held: a second stop signal cannot cut the exit
+        received = held.received()
+        if received is not None:  # still held: a second stop signal cannot cut the exit
             log.info(
                 "pid %d: %s arrived while this worker set itself up: leaving as asked",
                 os.getpid(),
-                held.received.name,
+                received.name,
             )
             process_exiting(orderly=True)
-            obey(held.received)
+            obey(received)
 
 
 # how long an orderly exit waits for a pool's lock held by another thread (the upkeep's)

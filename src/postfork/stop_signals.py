@@ -2,51 +2,40 @@
 
 postfork warms a worker right after its fork, before the server has installed the worker's
 own signal handlers; a server stopping at that moment (a deploy while workers recycle) sends
-its stop signal to a process still running the handlers it inherited. gunicorn's are the
-arbiter's, which only queue the signal for an arbiter that is not there; uWSGI's Python
-SIGINT handler raised KeyboardInterrupt inside the post-fork hook, which uWSGI logged and
-went on. Either way the worker lived on until the server's timeout (gunicorn's
-graceful_timeout, uWSGI's mercy) killed it. While the set-up runs, SIGTERM, SIGINT and SIGQUIT
-are recorded instead; after it, the handlers are put back and a recorded one ends the worker:
-its connections closed cleanly, then the signal's default action, as the sender meant.
-
-A handler installed from C (not from Python: ``signal.getsignal`` says None) cannot be put
-back from Python and is left alone.
+its stop signal to a process still running the handlers it inherited, which are its master's:
+gunicorn's arbiter's only queue the signal for an arbiter that is not there, uWSGI's master's
+(installed from C, invisible to Python's ``signal.getsignal``) run the master's shutdown in
+the worker, which signals its siblings and swallows the signal meant for itself. Either way a
+worker lived on until the server's timeout (gunicorn's graceful_timeout, uWSGI's mercy) killed
+it. So SIGTERM, SIGINT and SIGQUIT are blocked while the set-up runs, the handlers in place left
+untouched; after it, a stop signal that arrived meanwhile ends the worker: its connections
+closed cleanly, then the signal's default action, as the sender meant. None arrived: they are
+unblocked, for the server's own handlers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
-from types import FrameType, TracebackType
-from typing import Any
+from types import TracebackType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 class HeldStopSignals:
-    """``with HeldStopSignals() as held: set_up()``; then ``held.received``, the first stop
-    signal that arrived meanwhile, or None."""
+    """``with HeldStopSignals() as held: set_up()``; then, still inside, ``held.received()``:
+    a stop signal that arrived meanwhile, or None."""
 
     def __init__(self) -> None:
-        self.received: signal.Signals | None = None
-        self._previous: dict[signal.Signals, Any] = {}
+        self._previous_mask: set[int | signal.Signals] | None = None
 
     def __enter__(self) -> HeldStopSignals:
-        for number in STOP_SIGNALS:
-            previous = signal.getsignal(number)
-            if previous is None:
-                continue  # installed from C: could not be restored
-            try:
-                signal.signal(number, self._record)
-            except ValueError:  # not the main thread: signals are not ours to handle here
-                break
-            self._previous[number] = previous
+        self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         return self
 
-    def _record(self, number: int, frame: FrameType | None) -> None:
-        if self.received is None:
-            self.received = signal.Signals(number)
+    def received(self) -> signal.Signals | None:
+        pending = signal.sigpending()
+        return next((number for number in STOP_SIGNALS if number in pending), None)
 
     def __exit__(
         self,
@@ -54,8 +43,8 @@ class HeldStopSignals:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for number, previous in self._previous.items():
-            signal.signal(number, previous)
+        if self._previous_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
 
 
 def obey(number: signal.Signals) -> None:

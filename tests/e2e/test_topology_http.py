@@ -31,7 +31,10 @@ def uwsgi_app(replica_set: EmbeddedReplicaSet, **env: str) -> ServiceProcess:
 
 
 def uwsgi_cluster_app(
-    primary_url: DatabaseURL, replica_urls: list[DatabaseURL], **env: str
+    primary_url: DatabaseURL,
+    replica_urls: list[DatabaseURL],
+    module: str = "tests.e2e.apps.clusterapp:application",
+    **env: str,
 ) -> ServiceProcess:
     """tests/e2e/apps/clusterapp.py under uWSGI with a plain configuration (no
     skip-atexit-teardown: the interpreter's teardown runs when a worker exits)."""
@@ -42,7 +45,7 @@ def uwsgi_cluster_app(
         "--processes", "4",
         "--http-socket", f"127.0.0.1:{port}",
         "--chdir", ROOT,
-        "--module", "tests.e2e.apps.clusterapp:application",
+        "--module", module,
         "--need-app",
         "--die-on-term",
         "--enable-threads",

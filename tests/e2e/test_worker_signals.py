@@ -27,6 +27,13 @@ PROCESSES = 4  # uwsgi_cluster_app's
 MERCY = 10.0  # well below uWSGI's default worker mercy (60 s) that a hung worker waits out
 
 
+def with_notes_table(db: EmbeddedMariaDB) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS postfork.notes (id INT AUTO_INCREMENT PRIMARY KEY, "
+        "body VARCHAR(40) NOT NULL)"
+    )
+
+
 def blocked_signals(thread: threading.Thread) -> set[int]:
     """The signals the kernel will not deliver to ``thread`` (its SigBlk in /proc)."""
     status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
@@ -75,10 +82,7 @@ def test_every_stop_signal_stops_a_plainly_configured_uwsgi_at_once(
     launch: the first SIGTERM was lost 18 times in 40; sent once every worker had answered a
     request, 0 in 30); 30 requests did not make sure of it (one stop in about 60 under load
     found the master still spawning its fourth worker)."""
-    service_db.execute(
-        "CREATE TABLE IF NOT EXISTS postfork.notes (id INT AUTO_INCREMENT PRIMARY KEY, "
-        "body VARCHAR(40) NOT NULL)"
-    )
+    with_notes_table(service_db)
     for _ in range(STOPS):
         app = uwsgi_cluster_app(service_db.url, [], CLUSTER="primary").start()
         assert app.process is not None
@@ -98,3 +102,33 @@ def test_every_stop_signal_stops_a_plainly_configured_uwsgi_at_once(
             took = time.monotonic() - started
             app.stop()  # what is left, if anything
         assert took < MERCY, app.log()[-3000:]
+
+
+def test_a_stop_signal_before_the_warm_up_is_held_too_and_obeyed_alone(
+    service_db: EmbeddedMariaDB, tmp_path: Path
+) -> None:
+    """A new uWSGI worker that receives SIGTERM while postfork drops what it inherited (its
+    first step after the fork) still runs its master's handlers, installed from C: run there,
+    the master's shutdown signalled every sibling ("killing workers", seen as a stop that hung
+    for the master's mercy under load) and swallowed the signal. Held from the first step on,
+    the signal ends that worker alone, once its set-up is done, and the server serves on."""
+    with_notes_table(service_db)
+    mark = tmp_path / "signal-at-fork"
+    app = uwsgi_cluster_app(
+        service_db.url, [], module="tests.e2e.apps.signalled_at_fork:application",
+        CLUSTER="primary", SIGNAL_AT_FORK_MARK=str(mark),
+    ).start()  # fmt: skip
+    try:
+        assert {get(app.port, "/notes").status for _ in range(20)} == {200}
+        mark.touch()
+        deadline = time.monotonic() + MERCY
+        while mark.exists() or "killed by signal 15" not in app.log():  # max-requests recycles
+            assert time.monotonic() < deadline, app.log()[-3000:]
+            assert get(app.port, "/notes").status == 200
+        replies = [get(app.port, "/notes") for _ in range(20)]
+        log = app.log()
+    finally:
+        app.stop()
+    assert "killing workers" not in log, log[-3000:]  # no sibling was signalled
+    assert log.count("killed by signal") == 1, log[-3000:]  # the one signalled, by its signal
+    assert {reply.status for reply in replies} == {200}
