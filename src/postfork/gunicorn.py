@@ -29,16 +29,14 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import sys
 from typing import Any
 
-from . import environment, fork
+from . import environment, fork, server_warmup
 from .install import installation_of
 from .pool.core import PoolCore
 from .response_hooks import after_response
 from .servers import gunicorn as gunicorn_server
-from .warmup import REPEAT
 
 log = logging.getLogger("postfork.server")
 
@@ -46,7 +44,7 @@ __all__ = ["post_fork", "post_request", "pre_fork", "worker_exit"]
 
 
 def pre_fork(server: Any, worker: Any) -> None:
-    gunicorn_server.arbiter_forks(os.getpid())
+    gunicorn_server.arbiter_forks(os.getpid(), worker)
     gunicorn_server.warn_about_recycling_once(getattr(server, "cfg", None))
     fork.before_workers_fork()  # ORMs give back the connections they hold
     for pool in fork.live_pools():
@@ -70,44 +68,9 @@ def _hold_nothing(pool: PoolCore) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    gunicorn_server.worker_started(int(getattr(server, "pid", 0) or os.getppid()))
+    gunicorn_server.worker_started(int(getattr(server, "pid", 0) or os.getppid()), worker)
     fork.child_started()
-    _warm_request_handling(worker)
-
-
-_WARMUP_REQUEST = (
-    b"GET /postfork-warmup HTTP/1.1\r\nHost: localhost\r\nUser-Agent: postfork-warmup\r\n\r\n"
-)
-
-
-def _warm_request_handling(worker: Any) -> None:
-    """gunicorn's own request handling is Python: parsing a request, building its WSGI environ,
-    writing the response. In a new worker it runs for the first time on the worker's first
-    request, after the app's warm-up (which goes through the app alone). Here it runs on
-    requests of its own over a socket pair, ``REPEAT`` times, before the worker accepts: never
-    reaching the app, never counted against ``max_requests``, never access-logged. Only for
-    gunicorn's WSGI workers (an ASGI worker parses with its own server's code)."""
-    if not hasattr(worker, "handle_request") or getattr(worker, "cfg", None) is None:
-        return
-    try:
-        from gunicorn import http
-        from gunicorn.http import wsgi
-    except ImportError:
-        return
-    parser_for = getattr(http, "get_parser", None) or http.RequestParser  # gunicorn < 23
-    peer = ("127.0.0.1", 0)
-    try:
-        for _ in range(REPEAT):
-            ours, theirs = socket.socketpair()
-            with ours, theirs:
-                theirs.sendall(_WARMUP_REQUEST)
-                request = next(parser_for(worker.cfg, ours, peer))
-                response, _environ = wsgi.create(request, ours, peer, peer, worker.cfg)
-                response.force_close()
-                response.start_response("204 No Content", [("Content-Length", "0")])
-                response.close()
-    except Exception as exc:  # gunicorn's internals moved: the first request pays, as before
-        log.debug("gunicorn's request handling not warmed: %r", exc)
+    server_warmup.warm_wsgi_worker(worker)
 
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:

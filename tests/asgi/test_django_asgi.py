@@ -148,7 +148,7 @@ def test_the_warm_up_path_goes_through_the_asgi_handler_in_every_worker(
 ) -> None:
     """POSTFORK_WARMUP_PATH under an ASGI server: one GET through Django's ASGI handler in each
     new worker (spawned or forked) before its first request, the database calls it makes off
-    the event loop Django refuses them on."""
+    the event loop Django refuses them on; then the server's own request handling."""
     env = {"DJANGO_WARMUP_PATH": "/async/notes/1", "DJANGO_POSTFORK_LOG_LEVEL": "DEBUG"}
     with django_under(db, server, **env) as service:
         first_note(service.port)
@@ -164,6 +164,10 @@ def test_the_warm_up_path_goes_through_the_asgi_handler_in_every_worker(
     assert len(warmed) >= len(workers), re.findall(r"Django warm-up request.*", log)
     assert set(warmed) <= {"200", "404"}, warmed
     assert "SynchronousOnlyOperation" not in log and not ours(tracebacks(log)), log[-3000:]
+    if server != "hypercorn":  # and the server's own request handling, on requests of postfork's
+        name = "gunicorn" if server == "gunicorn-asgi" else "uvicorn"
+        for pid in workers:
+            assert f"pid {pid}: {name}'s request handling warmed" in log, log[-3000:]
 
 
 @pytest.mark.parametrize("max_age", ["0", "persistent"])

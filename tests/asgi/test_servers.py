@@ -97,3 +97,30 @@ def test_stopped_through_its_main_process_every_worker_closes_its_sessions(
     finally:
         service.stop_through_main()
     assert aborted_clients(notes_db) == aborted
+
+
+ACCESS_LOG_ON = {
+    "uvicorn": ("--access-log",),
+    "gunicorn-uvicorn": ("--access-logfile", "-"),
+    "gunicorn-asgi": ("--access-logfile", "-"),
+}
+
+
+@pytest.mark.parametrize("server", list(ACCESS_LOG_ON))
+def test_each_new_worker_runs_its_servers_request_handling_before_it_accepts(
+    notes_db: EmbeddedMariaDB, server: str
+) -> None:
+    """The server's own HTTP code (uvicorn's protocol, gunicorn's ASGI worker) serves requests
+    of postfork's own in every worker's lifespan: never access-logged, never counted against
+    the worker's request limit (a worker still serves 10 real requests)."""
+    env = {"NOTES_LOG_LEVEL": "DEBUG"}
+    with serve(notes_db, server, env=env, extra=ACCESS_LOG_ON[server]) as service:
+        responses = until_recycled(service)
+        log = service.log()
+    assert {r.status for r in responses} == {200}, log[-3000:]
+    name = "gunicorn" if server == "gunicorn-asgi" else "uvicorn"
+    for pid in {r.worker[0] for r in responses}:
+        assert f"pid {pid}: {name}'s request handling warmed on 3 request(s)" in log, log[-3000:]
+    assert "/notes/1" in log  # the access log is on
+    assert "postfork-warmup" not in log
+    assert max(r.worker[1] for r in responses) >= 10

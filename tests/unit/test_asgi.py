@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from postfork import AsyncPool, ConfigError, DatabaseUnavailable
+from postfork import AsyncPool, ConfigError, DatabaseUnavailable, server_warmup
 from postfork.asgi import (
     WARMUP_SCOPE_KEY,
     LifespanMiddleware,
@@ -23,6 +23,7 @@ from postfork.asgi import (
     TimingMiddleware,
     lifespan,
 )
+from postfork.servers import gunicorn as gunicorn_server
 from postfork.warmup import REPEAT
 
 from .fakes import FakeAsyncDriver, FakeOperationalError
@@ -291,3 +292,47 @@ def test_profiling_logs_the_sampled_requests(caplog: pytest.LogCaptureFixture) -
         assert "function calls" in profiles[0]
 
     run(scenario)
+
+
+class _ClosesAtOnce(asyncio.Protocol):
+    """A server whose internals are not what postfork knows: it answers nothing."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def test_the_servers_request_handling_is_warmed_on_requests_of_postforks_own() -> None:
+    """uvicorn's HTTP protocol, as its configuration imports it, serves the stand-in app over
+    loopback; the server's name says it did."""
+    import uvicorn.protocols.http.h11_impl  # noqa: F401
+
+    assert run(lambda: server_warmup.warm_asgi_server(REPEAT)) == "uvicorn"
+
+
+def test_gunicorns_asgi_worker_is_warmed_with_its_configuration_but_not_its_hooks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+    from gunicorn.workers.gasgi import ASGIWorker
+
+    called: list[str] = []
+    cfg = Config()
+    cfg.set("post_request", lambda worker, req, environ, resp: called.append("post_request"))
+    cfg.set("pre_request", lambda worker, req: called.append("pre_request"))
+    cfg.set("accesslog", "-")
+    worker = ASGIWorker.__new__(ASGIWorker)  # as post_fork sees it: made in the arbiter
+    worker.cfg, worker.log = cfg, Logger(cfg)
+    monkeypatch.setattr(gunicorn_server, "_worker", worker)
+    assert run(lambda: server_warmup.warm_asgi_server(REPEAT)) == "gunicorn"
+    assert called == []  # the user's request hooks never see postfork's requests
+    assert "postfork-warmup" not in "".join(capsys.readouterr())  # nor its access log
+
+
+def test_a_server_warm_up_that_fails_leaves_the_worker_to_serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        server_warmup, "_asgi_protocol_factory", lambda loop: ("uvicorn", _ClosesAtOnce)
+    )
+    assert run(lambda: server_warmup.warm_asgi_server(REPEAT)) is None

@@ -15,7 +15,7 @@ import gunicorn  # noqa: F401  (detection only looks when gunicorn is imported)
 import pytest
 
 import postfork.gunicorn as hooks
-from postfork import Pool
+from postfork import Pool, server_warmup
 from postfork.servers import Role, detect
 from postfork.servers import gunicorn as gunicorn_server
 
@@ -30,9 +30,9 @@ def detect_from(filename: str) -> tuple[str, Role]:
 
 @pytest.fixture(autouse=True)
 def no_gunicorn_hooks_seen() -> Iterator[None]:
-    gunicorn_server._arbiter_pid = 0
+    gunicorn_server._arbiter_pid, gunicorn_server._worker = 0, None
     yield
-    gunicorn_server._arbiter_pid = 0
+    gunicorn_server._arbiter_pid, gunicorn_server._worker = 0, None
 
 
 @pytest.fixture
@@ -83,6 +83,25 @@ def test_gunicorn_post_fork_hook_makes_the_child_a_worker_even_under_the_arbiter
     os.waitpid(pid, 0)
     assert json.loads(os.read(read_end, 100)) == "worker"
     assert detect() == ("gunicorn", Role.MASTER)  # the arbiter itself is unchanged
+
+
+def test_a_forked_worker_knows_its_gunicorn_worker_object_from_inside_the_fork() -> None:
+    """``os.register_at_fork`` runs postfork's child hooks (the pools' and Django's warm-ups)
+    before gunicorn's ``post_fork``: the worker object given to ``pre_fork`` is already known
+    there, in the child only."""
+    worker = types.SimpleNamespace(name="the worker about to be forked")
+    hooks.pre_fork(types.SimpleNamespace(pid=os.getpid()), worker)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write_end, json.dumps(gunicorn_server.serving_worker().name).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    assert json.loads(os.read(read_end, 100)) == worker.name
+    assert gunicorn_server.serving_worker() is None  # the arbiter serves nothing
 
 
 def test_gunicorn_pre_fork_closes_what_a_pool_opened_in_the_arbiter(
@@ -167,5 +186,6 @@ def test_gunicorns_request_handling_warms_on_requests_of_its_own(
 
     worker = SyncWorkerLike()
     with caplog.at_level(logging.DEBUG, logger="postfork.server"):
-        hooks._warm_request_handling(worker)
-    assert "not warmed" not in caplog.text and worker.nr == 0
+        server_warmup.warm_wsgi_worker(worker)
+    assert "gunicorn's request handling warmed on 3 request(s)" in caplog.text
+    assert worker.nr == 0

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..install import Installation, WarmListener, install, installation_of
 from ..pool import AsyncPool
+from ..server_warmup import warm_asgi_server
 from ..topology.window import request_ended
 from ..warmup import REPEAT, asgi_get, checked_path, checked_repeat, failed
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -92,26 +93,30 @@ class PostforkStartup:
         """GET ``warmup_path`` through the app, ``warmup_repeat`` times, bounded; what it costs
         (imports, caches, the first statement of each kind, the interpreter's specialization)
         is then paid before the server accepts. ``state``: what the app's lifespan made, as a
-        request's ``scope["state"]`` carries it."""
-        if self.warmup_path is None:
-            return
+        request's ``scope["state"]`` carries it. Then the server's own request handling, on
+        requests of its own (:mod:`postfork.server_warmup`)."""
+        if self.warmup_path is not None:
+            await self._warm_app(app, self.warmup_path, state)
+        await warm_asgi_server(self.warmup_repeat)
+
+    async def _warm_app(self, app: ASGIApp, path: str, state: dict[str, Any] | None) -> None:
         try:
             async with asyncio.timeout(self.warmup_timeout):
                 for _ in range(self.warmup_repeat):
-                    status = await asgi_get(app, self.warmup_path, state=state)
+                    status = await asgi_get(app, path, state=state)
                     if failed(status):
                         break
         except TimeoutError:
             log.warning(
                 "warm-up request GET %s took over %gs: cut off; serving anyway",
-                self.warmup_path,
+                path,
                 self.warmup_timeout,
             )
         except Exception as exc:
-            log.warning("warm-up request GET %s failed (serving anyway): %r", self.warmup_path, exc)
+            log.warning("warm-up request GET %s failed (serving anyway): %r", path, exc)
         else:
             if failed(status):
-                log.warning("warm-up request GET %s answered %d", self.warmup_path, status)
+                log.warning("warm-up request GET %s answered %d", path, status)
 
     async def stop(self) -> None:
         for pool in self.pools:

@@ -12,22 +12,33 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 log = logging.getLogger("postfork.server")
 
 _arbiter_pid = 0  # set by the pre_fork/post_fork hooks; a worker inherits it (its pid differs)
+# The worker object the arbiter is about to fork (from pre_fork): the child inherits it, and
+# knows it from inside the fork itself (os.register_at_fork's hooks run before post_fork).
+_worker: Any = None
 
 
-def arbiter_forks(arbiter_pid: int) -> None:
+def arbiter_forks(arbiter_pid: int, worker: Any = None) -> None:
     """From the ``pre_fork`` hook, in the arbiter."""
-    global _arbiter_pid
-    _arbiter_pid = arbiter_pid
+    global _arbiter_pid, _worker
+    _arbiter_pid, _worker = arbiter_pid, worker
 
 
-def worker_started(arbiter_pid: int) -> None:
+def worker_started(arbiter_pid: int, worker: Any = None) -> None:
     """From the ``post_fork`` hook, in the new worker."""
-    global _arbiter_pid
-    _arbiter_pid = arbiter_pid
+    global _arbiter_pid, _worker
+    _arbiter_pid, _worker = arbiter_pid, worker
+
+
+def serving_worker() -> Any:
+    """The gunicorn worker object this process is (None in the arbiter, or when no hook of
+    ``postfork.gunicorn`` ran): what runs later in the worker needs it (an ASGI worker's request
+    handling is warmed in its event loop)."""
+    return None if os.getpid() == _arbiter_pid else _worker
 
 
 def in_arbiter() -> bool | None:

@@ -24,6 +24,7 @@ from ... import after_import, fork
 from ...install import DEFAULT_WARMUP_TIMEOUT, install, installation_of
 from ...pool import Pool, PoolOptions
 from ...response_hooks import after_response
+from ...server_warmup import warm_asgi_server
 from ...servers import serves_concurrently, serving
 from ...threads import start_daemon
 from ...url import DatabaseURL
@@ -236,6 +237,8 @@ class DjangoLifecycle:
                 log.debug("Django warm-up of %r failed: %r", alias, exc)
                 connections[alias].close()
         _warm_up_request(asgi)
+        if asgi:  # the ASGI server's own request handling (a WSGI server's: its post_fork)
+            asyncio.run(warm_asgi_server())
 
 
 lifecycle = DjangoLifecycle()
