@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from .servers import uwsgi
-from .stop_signals import HeldStopSignals, obey
+from .stop_signals import HeldStopSignals, leave_to_default, obey
 
 log = logging.getLogger("postfork.fork")
 
@@ -213,6 +213,7 @@ def child_started() -> None:
             )
             process_exiting(orderly=True)
             obey(received)
+        leave_to_default(uwsgi.stop_signals_still_the_masters())  # until the worker's own
 
 
 # how long an orderly exit waits for a pool's lock held by another thread (the upkeep's)

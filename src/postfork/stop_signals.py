@@ -10,7 +10,10 @@ worker lived on until the server's timeout (gunicorn's graceful_timeout, uWSGI's
 it. So SIGTERM, SIGINT and SIGQUIT are blocked while the set-up runs, the handlers in place left
 untouched; after it, a stop signal that arrived meanwhile ends the worker: its connections
 closed cleanly, then the signal's default action, as the sender meant. None arrived: they are
-unblocked, for the server's own handlers.
+unblocked. In a uWSGI worker SIGINT and SIGTERM first get their default action, which ends
+the worker as its own handlers (installed by uWSGI after the post-fork hooks) will: the
+master's must never run in it. What arrives between the fork and postfork's first step is
+uWSGI's own race.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ class HeldStopSignals:
     ) -> None:
         if self._previous_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
+
+
+def leave_to_default(numbers: tuple[signal.Signals, ...]) -> None:
+    """Give ``numbers`` their default action (from the main thread; elsewhere a no-op)."""
+    for number in numbers:
+        with contextlib.suppress(ValueError):
+            signal.signal(number, signal.SIG_DFL)
 
 
 def obey(number: signal.Signals) -> None:

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from postfork.pool.deadline import WATCHDOG
 from postfork.threads import ASYNCHRONOUS, start_daemon
 from postfork_tools.embedded import EmbeddedMariaDB
@@ -104,19 +106,21 @@ def test_every_stop_signal_stops_a_plainly_configured_uwsgi_at_once(
         assert took < MERCY, app.log()[-3000:]
 
 
-def test_a_stop_signal_before_the_warm_up_is_held_too_and_obeyed_alone(
-    service_db: EmbeddedMariaDB, tmp_path: Path
+@pytest.mark.parametrize("when", ["set-up", "after"])
+def test_a_stop_signal_before_uwsgis_worker_handlers_ends_that_worker_alone(
+    service_db: EmbeddedMariaDB, tmp_path: Path, when: str
 ) -> None:
-    """A new uWSGI worker that receives SIGTERM while postfork drops what it inherited (its
-    first step after the fork) still runs its master's handlers, installed from C: run there,
-    the master's shutdown signalled every sibling ("killing workers", seen as a stop that hung
-    for the master's mercy under load) and swallowed the signal. Held from the first step on,
-    the signal ends that worker alone, once its set-up is done, and the server serves on."""
+    """A new uWSGI worker runs its master's handlers (installed from C) until uWSGI installs
+    its own, after the post-fork hooks. A SIGTERM there, while postfork drops what the worker
+    inherited (``set-up``) or after postfork's set-up (``after``), ran the master's shutdown in
+    the worker: every sibling signalled ("killing workers", seen as a stop that hung for the
+    master's mercy under load), the signal swallowed. Held during the set-up, left to its
+    default action after it, the signal ends that worker alone and the server serves on."""
     with_notes_table(service_db)
     mark = tmp_path / "signal-at-fork"
     app = uwsgi_cluster_app(
         service_db.url, [], module="tests.e2e.apps.signalled_at_fork:application",
-        CLUSTER="primary", SIGNAL_AT_FORK_MARK=str(mark),
+        CLUSTER="primary", SIGNAL_AT_FORK_MARK=str(mark), SIGNAL_AT_FORK_WHEN=when,
     ).start()  # fmt: skip
     try:
         assert {get(app.port, "/notes").status for _ in range(20)} == {200}

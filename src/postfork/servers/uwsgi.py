@@ -37,6 +37,20 @@ def worker_id() -> int | None:
     return None if uwsgi is None else int(uwsgi.worker_id())
 
 
+# A new uWSGI worker runs its master's handlers (installed from C: for SIGINT and SIGTERM, the
+# master's shutdown) until uWSGI installs the worker's own, after the post-fork hooks; both of
+# those end the worker.
+WORKER_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_signals_still_the_masters() -> tuple[signal.Signals, ...]:
+    """In a uWSGI worker during its post-fork hooks: the stop signals whose handlers are still
+    its master's, so that postfork's set-up can leave them to their default action (ending the
+    worker, as the worker's own handlers will) instead of the master's shutdown run in the
+    worker. Empty elsewhere."""
+    return WORKER_STOP_SIGNALS if (worker_id() or 0) > 0 else ()
+
+
 def hook(post_fork: Callable[[], None], at_exit: Callable[[bool], None]) -> bool:
     """Inside uWSGI, run ``post_fork`` in each worker right after its C-level fork and
     ``at_exit(orderly)`` when a process exits: ``orderly`` when max-requests recycled it (an

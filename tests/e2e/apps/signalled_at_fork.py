@@ -1,7 +1,9 @@
-"""clusterapp with a stop signal that reaches a new worker during postfork's first step after
-its fork, as a stop under load can: once ``SIGNAL_AT_FORK_MARK`` names a file, the first worker
-to start removes it and sends itself SIGTERM while it drops what it inherited, then takes
-200 ms more (a busy machine's scheduling), before its warm-up."""
+"""clusterapp with a stop signal that reaches a new worker before uWSGI has installed the
+worker's own handlers, as a stop under load can: once ``SIGNAL_AT_FORK_MARK`` names a file, the
+first worker to start removes it and sends itself SIGTERM, then takes 200 ms more (a busy
+machine's scheduling). ``SIGNAL_AT_FORK_WHEN``: ``set-up`` (default), while postfork drops what
+the worker inherited, its first step; ``after``, in a post-fork hook of uWSGI's that runs after
+postfork's, once its set-up is done."""
 
 from __future__ import annotations
 
@@ -9,11 +11,23 @@ import os
 import signal
 import time
 
+import uwsgi
+
 from postfork import fork
 
-from .clusterapp import application  # noqa: F401  (the app uWSGI serves)
+from .clusterapp import application  # noqa: F401  (the app uWSGI serves; installs postfork)
 
 MARK = os.environ["SIGNAL_AT_FORK_MARK"]
+WHEN = os.environ.get("SIGNAL_AT_FORK_WHEN", "set-up")
+
+
+def signal_myself_once() -> None:
+    try:
+        os.unlink(MARK)
+    except FileNotFoundError:
+        return
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
 
 
 class SignalledWhileDroppingInherited:
@@ -31,13 +45,17 @@ class SignalledWhileDroppingInherited:
         pass
 
     def after_fork_in_child(self) -> None:
-        try:
-            os.unlink(MARK)
-        except FileNotFoundError:
-            return
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.2)
+        signal_myself_once()
 
 
-HOOKS = SignalledWhileDroppingInherited()  # held here: fork holds its hooks weakly
-fork.register(HOOKS)
+if WHEN == "set-up":
+    HOOKS = SignalledWhileDroppingInherited()  # held here: fork holds its hooks weakly
+    fork.register(HOOKS)
+else:
+    postfork_hook = uwsgi.post_fork_hook  # clusterapp's install() chained postfork's
+
+    def after_postfork() -> None:
+        postfork_hook()
+        signal_myself_once()
+
+    uwsgi.post_fork_hook = after_postfork
