@@ -94,10 +94,11 @@ async def warm_asgi_server(repeat: int = REPEAT) -> str | None:
         if factory is None:
             return None
         async with asyncio.timeout(ASGI_TIMEOUT):
-            for _ in range(repeat):
-                answer = await _exchange(loop, factory)
-                if not answer.startswith(b"HTTP/1.1 200"):
-                    raise RuntimeError(f"answered {answer[:40]!r}")
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                for _ in range(repeat):
+                    answer = await _exchange(loop, factory, listener)
+                    if not answer.startswith(b"HTTP/1.1 200"):
+                        raise RuntimeError(f"answered {answer[:40]!r}")
     except Exception as exc:  # the server's internals moved: the first request pays, as before
         log.debug("%s's request handling not warmed: %r", server, exc)
         return None
@@ -122,12 +123,13 @@ async def _answer(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": BODY})
 
 
-async def _exchange(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory) -> bytes:
-    """One request over a loopback TCP connection (the transport a real one gets), read until
-    the server closes it."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        client = socket.create_connection(listener.getsockname())
-        accepted, _ = listener.accept()
+async def _exchange(
+    loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, listener: socket.socket
+) -> bytes:
+    """One request over a loopback TCP connection made through ``listener`` (the transport a
+    real one gets), read until the server closes it."""
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
     with client:
         client.setblocking(False)
         transport, _ = await loop.connect_accepted_socket(factory, accepted)

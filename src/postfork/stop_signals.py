@@ -29,9 +29,6 @@ class HeldStopSignals:
     """``with HeldStopSignals() as held: set_up()``; then, still inside, ``held.received()``:
     a stop signal that arrived meanwhile, or None."""
 
-    def __init__(self) -> None:
-        self._previous_mask: set[int | signal.Signals] | None = None
-
     def __enter__(self) -> HeldStopSignals:
         self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         return self
@@ -46,8 +43,7 @@ class HeldStopSignals:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._previous_mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
 
 
 def leave_to_default(numbers: tuple[signal.Signals, ...]) -> None:

@@ -81,3 +81,11 @@ def reads(service: ServiceProcess, count: int, resets: list[str] | None = None) 
         get_as_a_proxy_would(service.port, f"/notes/{index % len(NOTES) + 1}", resets)
         for index in range(count)
     ]
+
+
+def server_code_warmed(server: str, pid: int) -> str:
+    """The line worker ``pid`` logs once postfork has run ``server``'s own request handling on
+    its 3 requests (uvicorn's protocol under uvicorn and gunicorn's UvicornWorker; gunicorn's
+    ASGI worker)."""
+    name = "gunicorn" if server == "gunicorn-asgi" else "uvicorn"
+    return f"pid {pid}: {name}'s request handling warmed on 3 request(s)"

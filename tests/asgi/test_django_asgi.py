@@ -21,7 +21,7 @@ from postfork_tools.serve.runner import Response, ServiceProcess, from_clients, 
 from tests.e2e.conftest import service_db  # noqa: F401  (the private server)
 from tests.e2e.test_orm_apps import app_env, migrate, sessions
 
-from .conftest import get_as_a_proxy_would, serve
+from .conftest import get_as_a_proxy_would, serve, server_code_warmed
 from .test_servers import RECYCLED_WITHIN
 
 APP = "tests.e2e.apps.djangoapp.asgi:application"
@@ -165,9 +165,8 @@ def test_the_warm_up_path_goes_through_the_asgi_handler_in_every_worker(
     assert set(warmed) <= {"200", "404"}, warmed
     assert "SynchronousOnlyOperation" not in log and not ours(tracebacks(log)), log[-3000:]
     if server != "hypercorn":  # and the server's own request handling, on requests of postfork's
-        name = "gunicorn" if server == "gunicorn-asgi" else "uvicorn"
         for pid in workers:
-            assert f"pid {pid}: {name}'s request handling warmed" in log, log[-3000:]
+            assert server_code_warmed(server, pid) in log, log[-3000:]
 
 
 @pytest.mark.parametrize("max_age", ["0", "persistent"])

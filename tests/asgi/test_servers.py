@@ -12,7 +12,7 @@ import pytest
 from postfork_tools.embedded import EmbeddedMariaDB
 from postfork_tools.serve.runner import Response, ServiceProcess
 
-from .conftest import aborted_clients, reads, serve
+from .conftest import aborted_clients, reads, serve, server_code_warmed
 
 SERVERS = ["uvicorn", "gunicorn-uvicorn", "gunicorn-asgi", "hypercorn"]
 WORKERS_SEEN = 4  # the 2 first workers and at least 2 replacements
@@ -118,9 +118,8 @@ def test_each_new_worker_runs_its_servers_request_handling_before_it_accepts(
         responses = until_recycled(service)
         log = service.log()
     assert {r.status for r in responses} == {200}, log[-3000:]
-    name = "gunicorn" if server == "gunicorn-asgi" else "uvicorn"
     for pid in {r.worker[0] for r in responses}:
-        assert f"pid {pid}: {name}'s request handling warmed on 3 request(s)" in log, log[-3000:]
+        assert server_code_warmed(server, pid) in log, log[-3000:]
     assert "/notes/1" in log  # the access log is on
     assert "postfork-warmup" not in log
     assert max(r.worker[1] for r in responses) >= 10
