@@ -5,7 +5,8 @@
 
 Each sample is a fresh Python process that imports the server as a worker would (uvicorn's
 h11 protocol; gunicorn's ASGI worker with its configuration and log), then serves 12 requests
-over loopback TCP through the server's protocol class, answered by a trivial app: the first
+through asyncio's server on a listening loopback socket (as the servers serve) with the
+server's protocol class, answered by a trivial app: the first
 request's time against the median of the 6th to 12th. ``warm`` runs
 ``postfork.server_warmup.warm_asgi_server()`` first, as the lifespan does before a worker
 accepts. No database: this is the server's code alone (parser, scope, response, asyncio's
@@ -21,7 +22,7 @@ import subprocess
 import sys
 
 CHILD = r"""
-import asyncio, json, socket, statistics, sys, time
+import asyncio, json, statistics, sys, time
 from postfork import server_warmup
 from postfork.servers import gunicorn as gunicorn_server
 
@@ -44,12 +45,16 @@ async def main():
     if warm:
         assert await server_warmup.warm_asgi_server() is not None
     _, factory = server_warmup._asgi_protocol_factory(loop)
+    # served as the servers serve: asyncio's server accepting on a listening socket
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    address = server.sockets[0].getsockname()
     times = []
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        for _ in range(12):
-            started = time.perf_counter()
-            await server_warmup._exchange(loop, factory, listener)
-            times.append((time.perf_counter() - started) * 1000)
+    for _ in range(12):
+        started = time.perf_counter()
+        await server_warmup._exchange(loop, address)
+        times.append((time.perf_counter() - started) * 1000)
+    server.close()
+    await server.wait_closed()
     print(json.dumps({"first": times[0], "steady": statistics.median(times[5:])}))
 
 

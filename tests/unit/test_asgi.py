@@ -331,6 +331,44 @@ def test_gunicorns_asgi_worker_is_warmed_with_its_configuration_but_not_its_hook
     assert "postfork-warmup" not in "".join(capsys.readouterr())  # nor its access log
 
 
+GUNICORN_FIRST_CONNECTION = r"""
+import asyncio, sys
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+from gunicorn.workers.gasgi import ASGIWorker
+from gunicorn.asgi.protocol import ASGIProtocol
+from postfork import server_warmup
+from postfork.servers import gunicorn as gunicorn_server
+
+worker = ASGIWorker.__new__(ASGIWorker)  # as post_fork sees it: made in the arbiter
+worker.cfg, worker.asgi = Config(), None
+worker.log = Logger(worker.cfg)
+gunicorn_server._worker = worker
+assert asyncio.run(server_warmup.warm_asgi_server()) == "gunicorn"
+before = set(sys.modules)
+ASGIProtocol(worker)  # what the worker builds for its first real connection
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_gunicorns_first_real_connection_has_nothing_left_to_import() -> None:
+    """The warm-up's stand-in worker must not leave the real worker's first connection to
+    import what the real configuration's request hooks need (a fresh interpreter: nothing
+    imported by other tests)."""
+    pytest.importorskip("gunicorn.workers.gasgi")
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", GUNICORN_FIRST_CONNECTION],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_a_server_warm_up_that_fails_leaves_the_worker_to_serve(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
