@@ -79,6 +79,8 @@ def test_summary_counts_respawns_connects_and_first_requests() -> None:
     assert figures["steady_p50_ms"] == pytest.approx(STEADY_MS)
     assert figures["first_after_respawn_p50_ms"] == pytest.approx(STEADY_MS + CONNECT_MS)
     assert figures["first_vs_steady"] == pytest.approx((STEADY_MS + CONNECT_MS) / STEADY_MS)
+    in_app = (STEADY_MS + CONNECT_MS - 0.5) / (STEADY_MS - 0.5)  # Server-Timing app, 0.5 ms less
+    assert figures["first_vs_steady_in_app"] == pytest.approx(in_app)
     assert figures["slow_share"] == pytest.approx(0.10)
     assert figures["paid_connect_share"] == pytest.approx(0.10)
     assert figures["slow_attribution"] == {"first-request": 10, "respawn-wait": 0, "other": 0}

@@ -90,7 +90,8 @@ def summarize(result: LoadResult, processes: int) -> dict[str, Any]:
     ordered = sorted(latency[i] for i in ok)
     workers = Workers.of(samples)
     firsts = {workers.first[pid] for pid in workers.born_during_run(processes)}
-    steady = [latency[i] for i in ok if i not in firsts and i not in workers.first.values()]
+    steady_indices = [i for i in ok if i not in firsts and i not in workers.first.values()]
+    steady = [latency[i] for i in steady_indices]
     first_latency = sorted(latency[i] for i in firsts if samples.status[i] == 200)
     p50 = percentile(ordered, 50.0)
     threshold = p50 + SLOW_MARGIN_MS
@@ -100,6 +101,10 @@ def summarize(result: LoadResult, processes: int) -> dict[str, Any]:
     connect_p50 = statistics.median(connects) if connects else 0.0
     paid = [i for i in ok if connects and latency[i] - steady_p50 >= 0.8 * connect_p50]
     first_p50 = statistics.median(first_latency) if first_latency else math.nan
+    # the same ratio on the app's own time (Server-Timing app): what is left outside it is the
+    # server's, the kernel's and the scheduler's
+    first_app = [samples.app_ms[i] for i in firsts if samples.status[i] == 200]
+    in_app = _ratio_of_medians(first_app, [samples.app_ms[i] for i in steady_indices])
     figures: dict[str, Any] = {
         "requests": len(samples),
         "errors": len(samples) - len(ok),
@@ -117,9 +122,16 @@ def summarize(result: LoadResult, processes: int) -> dict[str, Any]:
         "first_after_respawn_p50_ms": first_p50,
         "first_after_respawn_max_ms": first_latency[-1] if first_latency else math.nan,
         "first_vs_steady": first_p50 / steady_p50 if steady else math.nan,
+        "first_vs_steady_in_app": in_app,
         "slow_attribution": attribute(samples, latency, slow, workers, processes),
     }
     return figures
+
+
+def _ratio_of_medians(first: list[float], steady: list[float]) -> float:
+    if not first or not steady or statistics.median(steady) <= 0:
+        return math.nan
+    return statistics.median(first) / statistics.median(steady)
 
 
 def attribute(

@@ -203,6 +203,11 @@ def _ms(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
+def _ratio(value: float) -> str:
+    """A first/steady ratio ("-" where there was no respawn, or no app time to divide)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}x"
+
+
 def _table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for index, column in enumerate(columns):
@@ -268,6 +273,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                 "connects\non path",
                 "1st req\np50 ms",
                 "1st /\nsteady",
+                "in app",
                 "slow: 1st req /\nrespawn wait /\nother",
                 "closed loop\nreq/s",
                 "closed\nerrors",
@@ -279,7 +285,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                     str(f["respawns"]),
                     str(f["connects_on_request_path"]),
                     _ms(f["first_after_respawn_p50_ms"]),
-                    "-" if math.isnan(f["first_vs_steady"]) else f"{f['first_vs_steady']:.2f}x",
+                    _ratio(f["first_vs_steady"]),
+                    _ratio(f.get("first_vs_steady_in_app", math.nan)),
                     " / ".join(str(f["slow_attribution"][k]) for k in ATTRIBUTION),
                     f"{f['closed_loop']['rps']:.0f}",
                     str(f["closed_loop"]["errors"]),
@@ -314,7 +321,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                         *(_ms(f[key]) for key in ("p50_ms", "p99_ms", "p999_ms")),
                         _per_request(f, "statements_per_request"),
                         _per_request(f, "connections_per_request", 3),
-                        "-" if math.isnan(f["first_vs_steady"]) else f"{f['first_vs_steady']:.2f}x",
+                        _ratio(f["first_vs_steady"]),
                         f"{f['closed_loop']['rps']:.0f}",
                     ]
                     for name, f in report["orm"].items()
