@@ -198,7 +198,7 @@ def _gunicorn_factory(worker: Any, loop: asyncio.AbstractEventLoop) -> ProtocolF
 
     # The protocol the worker builds for each connection it accepts, built once here on the
     # worker's own configuration and log and never connected: building it decides which request
-    # hooks to call, which imports what that decision needs (~1.1 ms on a first connection).
+    # hooks to call, and imports what that decision needs.
     ASGIProtocol(_Replaced(worker, asgi=_answer))
     stand_in = _GunicornASGIWorker(worker, loop)
     return lambda: ASGIProtocol(stand_in)
