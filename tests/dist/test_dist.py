@@ -115,6 +115,13 @@ def test_a_fresh_virtualenv_imports_and_runs_the_library(
     for extra, module in (("sqlalchemy", "postfork.sqlalchemy"), ("django", "postfork.django")):
         run(str(fresh / "pip"), "install", "--quiet", f"{library}[{extra}]")
         run(str(fresh / "python"), "-c", f"import {module}")
+    has_greenlet = run(str(fresh / "python"), "-c", "import greenlet", ok=False).returncode == 0
+    if not has_greenlet:  # SQLAlchemy 2.1+ brings greenlet only with its asyncio extra
+        async_engine = (
+            "import postfork.sqlalchemy as s; s.create_async_engine('mysql+asyncmy://h/d')"
+        )
+        no_greenlet = run(str(fresh / "python"), "-c", async_engine, ok=False)
+        assert "pip install 'postfork[sqlalchemy-async]'" in no_greenlet.stderr, no_greenlet.stderr
     run(str(fresh / "pip"), "install", "--quiet", f"{library}[mysqlclient]")
     quick_start = (ROOT / "README.md").read_text().split("# app.py\n", 1)[1].split("```", 1)[0]
     script = (

@@ -49,7 +49,7 @@ except ImportError:  # SQLAlchemy 2.0: await_ was await_only, and in_greenlet di
         return isinstance(getcurrent(), _AsyncIoGreenlet)
 
 
-from ..errors import ConfigError, DatabaseUnavailable, PoolTimeout
+from ..errors import ConfigError, DatabaseUnavailable, MissingExtra, PoolTimeout
 from ..install import Installation, installation_of
 from ..install import install as install_pool
 from ..pool import AsyncLease, AsyncPool, DiscardReason, Pool, Slot
@@ -450,8 +450,14 @@ def create_async_engine(url: Any, *, install: bool = True, **kwargs: Any) -> Any
     **kwargs)``, installed unless ``install=False``: in a forking server's master nothing is
     kept for the workers to inherit; each worker warms it in the app's lifespan
     (``postfork.asgi.lifespan(engine)``)."""
-    from sqlalchemy.ext.asyncio import create_async_engine as create
-
+    try:
+        from sqlalchemy.ext.asyncio import create_async_engine as create
+    except ImportError as exc:  # SQLAlchemy 2.1 installs greenlet only with its asyncio extra
+        if "greenlet" not in (exc.name, getattr(exc.__cause__, "name", None)):
+            raise
+        raise MissingExtra(
+            "greenlet (SQLAlchemy's async engine runs on it)", "sqlalchemy-async"
+        ) from exc
     if "poolclass" in kwargs and kwargs["poolclass"] is not AsyncPostforkPool:
         raise ConfigError("postfork.sqlalchemy.create_async_engine() sets poolclass itself")
     kwargs["poolclass"] = AsyncPostforkPool
