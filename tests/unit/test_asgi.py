@@ -9,6 +9,8 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -356,9 +358,6 @@ def test_gunicorns_first_real_connection_has_nothing_left_to_import() -> None:
     import what the real configuration's request hooks need (a fresh interpreter: nothing
     imported by other tests)."""
     pytest.importorskip("gunicorn.workers.gasgi")
-    import subprocess
-    import sys
-
     out = subprocess.run(
         [sys.executable, "-c", GUNICORN_FIRST_CONNECTION],
         check=True,

@@ -92,7 +92,8 @@ def summarize(result: LoadResult, processes: int) -> dict[str, Any]:
     firsts = {workers.first[pid] for pid in workers.born_during_run(processes)}
     steady_indices = [i for i in ok if i not in firsts and i not in workers.first.values()]
     steady = [latency[i] for i in steady_indices]
-    first_latency = sorted(latency[i] for i in firsts if samples.status[i] == 200)
+    first_ok = [i for i in firsts if samples.status[i] == 200]
+    first_latency = sorted(latency[i] for i in first_ok)
     p50 = percentile(ordered, 50.0)
     threshold = p50 + SLOW_MARGIN_MS
     slow = [i for i in ok if latency[i] > threshold]
@@ -101,10 +102,6 @@ def summarize(result: LoadResult, processes: int) -> dict[str, Any]:
     connect_p50 = statistics.median(connects) if connects else 0.0
     paid = [i for i in ok if connects and latency[i] - steady_p50 >= 0.8 * connect_p50]
     first_p50 = statistics.median(first_latency) if first_latency else math.nan
-    # the same ratio on the app's own time (Server-Timing app): what is left outside it is the
-    # server's, the kernel's and the scheduler's
-    first_app = [samples.app_ms[i] for i in firsts if samples.status[i] == 200]
-    in_app = _ratio_of_medians(first_app, [samples.app_ms[i] for i in steady_indices])
     figures: dict[str, Any] = {
         "requests": len(samples),
         "errors": len(samples) - len(ok),
@@ -121,8 +118,12 @@ def summarize(result: LoadResult, processes: int) -> dict[str, Any]:
         "steady_p50_ms": steady_p50,
         "first_after_respawn_p50_ms": first_p50,
         "first_after_respawn_max_ms": first_latency[-1] if first_latency else math.nan,
-        "first_vs_steady": first_p50 / steady_p50 if steady else math.nan,
-        "first_vs_steady_in_app": in_app,
+        "first_vs_steady": _ratio_of_medians(first_latency, steady),
+        # the same on the app's own time (Server-Timing app): what is left outside it is the
+        # server's, the kernel's and the scheduler's
+        "first_vs_steady_in_app": _ratio_of_medians(
+            [samples.app_ms[i] for i in first_ok], [samples.app_ms[i] for i in steady_indices]
+        ),
         "slow_attribution": attribute(samples, latency, slow, workers, processes),
     }
     return figures
